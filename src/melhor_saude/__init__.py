@@ -1,0 +1,3 @@
+"""Melhor Saúde sessions backend."""
+
+__version__ = "0.1.0"

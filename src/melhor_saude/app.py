@@ -1,0 +1,87 @@
+"""The ASGI application: lifespan (database, migrations, pool), routers, handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from melhor_saude import __version__
+from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
+from melhor_saude.migrate import migrate
+from melhor_saude.observability import configure_logging, init_sentry
+from melhor_saude.settings import Settings, get_settings
+from melhor_saude.web import BodyLimitMiddleware, install_error_handlers
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    urls: DatabaseUrls | None = None,
+    run_migrations: bool = True,
+) -> FastAPI:
+    """Build the API. `urls` skips server discovery (tests, `serve` after seeding)."""
+    settings = settings or get_settings()
+    settings.check()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = urls or resolve_urls(settings)
+        if run_migrations:
+            migrate(resolved.admin)
+        pool = make_pool(resolved.app, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        await pool.open(wait=True)
+        app.state.pool = pool
+        app.state.urls = resolved
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="Melhor Saúde sessions API",
+        version=__version__,
+        description="Bookings, availability, packages and identity for Melhor Saúde.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], response_model=None)
+    async def ready(request: Request) -> dict[str, Any] | JSONResponse:
+        """Readiness: the database answers through the pool."""
+        try:
+            async with request.app.state.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse(
+                {"code": "NOT_READY", "message": "database unavailable", "details": {}},
+                status_code=503,
+            )
+        return {"status": "ready"}
+
+    for router in _routers():
+        app.include_router(router)
+    return app
+
+
+def _routers() -> list[Any]:
+    # Imported here so each domain's module graph loads only when an app is built.
+    from melhor_saude.identity.api import router as identity_router
+
+    return [identity_router]
+
+
+def init_process(settings: Settings) -> None:
+    """Logging and error tracking for any process (API, worker, CLI)."""
+    configure_logging(settings)
+    init_sentry(settings)

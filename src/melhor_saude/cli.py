@@ -1,0 +1,134 @@
+"""`melhor-saude`: run the API, the worker, or both; migrate; seed; administer."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from typing import Annotated
+
+import typer
+
+from melhor_saude.db import DatabaseUrls
+from melhor_saude.settings import Settings, get_settings
+
+cli = typer.Typer(help="Melhor Saúde sessions backend.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_cli = typer.Typer(help="Accounts.", no_args_is_help=True)
+seed_cli = typer.Typer(help="Demo data.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(user_cli, name="user")
+cli.add_typer(seed_cli, name="seed")
+
+HostOpt = Annotated[str, typer.Option(help="Address to listen on.")]
+PortOpt = Annotated[int, typer.Option(help="Port to listen on.")]
+
+
+def _prepare() -> tuple[Settings, DatabaseUrls]:
+    from melhor_saude.app import init_process
+    from melhor_saude.db import resolve_urls
+    from melhor_saude.migrate import migrate
+
+    settings = get_settings()
+    settings.check()
+    init_process(settings)
+    urls = resolve_urls(settings)
+    migrate(urls.admin)
+    return settings, urls
+
+
+@cli.command()
+def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+    """API and worker in one process, with demo data on a fresh database (development)."""
+    from melhor_saude.runner import run_all
+
+    settings, urls = _prepare()
+    asyncio.run(run_all(settings, urls, host=host, port=port, with_worker=True, demo=True))
+
+
+@cli.command()
+def api(
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """The HTTP API only (production: run workers separately)."""
+    import uvicorn
+
+    _prepare()
+    uvicorn.run(
+        "melhor_saude.runner:production_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 4,
+) -> None:
+    """The background worker only: delivers email, runs periodic jobs."""
+    from melhor_saude.runner import run_worker
+
+    settings, urls = _prepare()
+    asyncio.run(run_worker(settings, urls, concurrency=concurrency))
+
+
+@db_cli.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations."""
+    from melhor_saude.db import resolve_urls
+    from melhor_saude.migrate import migrate
+
+    applied = migrate(resolve_urls(get_settings()).admin)
+    typer.echo("\n".join(applied) if applied else "up to date")
+
+
+@db_cli.command("status")
+def db_status() -> None:
+    """List migrations and whether each is applied."""
+    from melhor_saude.db import resolve_urls
+    from melhor_saude.migrate import status
+
+    for version, name, applied in status(resolve_urls(get_settings()).admin):
+        typer.echo(f"{'applied' if applied else 'pending':8} {version} {name}")
+
+
+@user_cli.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Admin's email.")],
+    full_name: Annotated[str, typer.Option(help="Admin's name.")] = "Administrador",
+    password: Annotated[
+        str | None, typer.Option(help="Password (asked for when omitted).")
+    ] = None,
+) -> None:
+    """Create (or promote) a platform admin; the only way to bootstrap the first one."""
+    from melhor_saude.identity.bootstrap import create_admin_account
+
+    settings, urls = _prepare()
+    secret = password or getpass.getpass("Password: ")
+    user_id = asyncio.run(create_admin_account(settings, urls, email, full_name, secret))
+    typer.echo(f"admin {email} ({user_id})")
+
+
+@seed_cli.command("demo")
+def seed_demo() -> None:
+    """Load the demo company, people and specialists (idempotent)."""
+    from melhor_saude.demo import seed_demo_data
+
+    settings, urls = _prepare()
+    credentials = asyncio.run(seed_demo_data(settings, urls))
+    for line in credentials:
+        typer.echo(line)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Compliance: the audit trail, data protection, reports."""

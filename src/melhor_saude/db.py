@@ -1,0 +1,146 @@
+"""Connections: the embedded server, the application pool, and the per-transaction caller.
+
+Every unit of work runs in one transaction whose first statement switches to a
+PostgreSQL role (`anon`, `authenticated` or `service_role`) and publishes the
+caller's JWT claims in the transaction-local setting `request.jwt.claims`
+(the PostgREST/Supabase convention). Row-level security policies read them
+through `auth.uid()`, `auth.role()` and `auth.jwt()`, so nothing a request does
+in Python can reach rows its caller may not see. Both settings are
+transaction-local, so a pooled connection (or PgBouncer) never leaks them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, LiteralString, cast
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+from procrastinate.sql import parse_query_file
+
+from melhor_saude.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DbRole = Literal["anon", "authenticated", "service_role"]
+Conn = AsyncConnection[DictRow]
+EMBEDDED_DATABASE = "melhor_saude"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a transaction acts for: the database role and the JWT claims policies see."""
+
+    role: DbRole
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str | None:
+        sub = self.claims.get("sub")
+        return str(sub) if sub else None
+
+
+ANON = Caller("anon", {"role": "anon"})
+SERVICE = Caller("service_role", {"role": "service_role"})
+
+
+def load_queries(package: str, name: str = "queries.sql") -> dict[str, LiteralString]:
+    """Parse a domain's `queries.sql` (procrastinate's `-- name --` format) once."""
+    text = (resources.files(package) / name).read_text(encoding="utf-8")
+    return parse_query_file(text)
+
+
+@dataclass
+class DatabaseUrls:
+    """The owner URL (migrations) and the application URL (RLS-bound login role)."""
+
+    admin: str
+    app: str
+
+
+_embedded_servers: dict[Path, Any] = {}
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the bundled PostgreSQL under `data_dir`; return its owner URL."""
+    import pgserver  # imported lazily: only the embedded mode needs it
+
+    pgdata = (data_dir / "pgdata").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = _embedded_servers.get(pgdata)
+    if server is None:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        _embedded_servers[pgdata] = server
+    uri = str(server.get_uri())
+    with psycopg.connect(uri, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')  # constant name
+    return str(server.get_uri(EMBEDDED_DATABASE))
+
+
+def app_url_for(admin_url: str, role: str, password: str | None) -> str:
+    """The same server and database as `admin_url`, logged in as the application role."""
+    params = conninfo_to_dict(admin_url)
+    params["user"] = role
+    params.pop("password", None)
+    if password:
+        params["password"] = password
+    return make_conninfo("", **params)
+
+
+def with_database(url: str, dbname: str) -> str:
+    """`url` pointing at another database on the same server."""
+    return make_conninfo(url, dbname=dbname)
+
+
+def resolve_urls(settings: Settings) -> DatabaseUrls:
+    """Find (or start) the server and derive both URLs from the settings."""
+    admin = settings.database_url or start_embedded(settings.data_dir)
+    app = settings.app_database_url or app_url_for(
+        admin,
+        settings.app_db_role,
+        settings.app_db_password.get_secret_value() if settings.app_db_password else None,
+    )
+    return DatabaseUrls(admin=admin, app=app)
+
+
+def make_pool(url: str, *, min_size: int, max_size: int, name: str = "app") -> AsyncConnectionPool:
+    """An unopened pool of application-role connections returning rows as dicts."""
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
+        kwargs={"row_factory": dict_row, "autocommit": False},
+    )
+
+
+async def set_caller(conn: Conn, caller: Caller) -> None:
+    """Switch role and publish claims for the current transaction only."""
+    await conn.execute(
+        "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+        (caller.role, json.dumps(dict(caller.claims), default=str)),
+    )
+
+
+@asynccontextmanager
+async def transaction(pool: AsyncConnectionPool, caller: Caller) -> AsyncIterator[Conn]:
+    """One pooled connection, one transaction, acting as `caller`; commit or roll back."""
+    async with pool.connection() as raw:
+        conn = cast(Conn, raw)
+        async with conn.transaction():
+            await set_caller(conn, caller)
+            yield conn

@@ -1,0 +1,1 @@
+"""Identity: accounts, sessions (tokens), roles, companies and invites."""

@@ -1,0 +1,77 @@
+"""Access tokens: short-lived HS256 JWTs with Supabase-compatible claims."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from melhor_saude.db import Caller, DbRole
+from melhor_saude.errors import Unauthorized
+from melhor_saude.settings import Settings
+
+ALGORITHM = "HS256"
+AUDIENCE = "authenticated"
+# The `role` claim names the PostgreSQL role the request runs as; nothing else is accepted.
+_CLAIM_ROLES: dict[str, DbRole] = {"authenticated": "authenticated", "service_role": "service_role"}
+
+
+def issue_access_token(
+    settings: Settings, *, user_id: uuid.UUID | str, email: str, app_roles: list[str]
+) -> tuple[str, int]:
+    """A signed access token for a user and its lifetime in seconds."""
+    now = datetime.now(UTC)
+    ttl = settings.access_token_ttl_seconds
+    claims = {
+        "sub": str(user_id),
+        "role": "authenticated",
+        "aud": AUDIENCE,
+        "iss": settings.jwt_issuer,
+        "email": email,
+        "app_roles": app_roles,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return token, ttl
+
+
+def caller_from_token(settings: Settings, token: str) -> Caller:
+    """Verify a bearer token and turn it into the transaction's caller; 401 otherwise."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],  # pinned: `none` and asymmetric-key confusion are refused
+            audience=AUDIENCE,
+            options={"require": ["exp"]},
+            leeway=5,
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("The access token has expired") from exc
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("The access token is invalid") from exc
+    role = _CLAIM_ROLES.get(str(claims.get("role")))
+    if role is None:
+        raise Unauthorized("The access token carries an unknown role")
+    if role == "authenticated":
+        try:
+            uuid.UUID(str(claims.get("sub")))
+        except ValueError as exc:
+            raise Unauthorized("The access token subject is invalid") from exc
+    return Caller(role, claims)
+
+
+def new_opaque_token() -> str:
+    """A random token for refresh, verification, reset and invite links."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """Only this digest is stored; the token itself is shown once."""
+    return hashlib.sha256(token.encode()).hexdigest()

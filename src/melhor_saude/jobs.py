@@ -1,0 +1,69 @@
+"""Background work: the procrastinate blueprint every domain registers its tasks on.
+
+Tasks take only ids as arguments and open their own transaction through
+`job_transaction()`, acting as `service_role` unless told otherwise. Work that
+must commit with a request is not deferred from Python: the request writes an
+outbox row, and a trigger on that row defers the job in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import procrastinate
+from psycopg_pool import AsyncConnectionPool
+
+from melhor_saude.db import SERVICE, Caller, Conn, transaction
+from melhor_saude.settings import Settings
+
+NAMESPACE = "ms"
+blueprint = procrastinate.Blueprint()
+
+
+@dataclass
+class JobRuntime:
+    """What tasks need from the process running them."""
+
+    pool: AsyncConnectionPool
+    settings: Settings
+
+
+_runtime: JobRuntime | None = None
+
+
+def set_runtime(runtime: JobRuntime | None) -> None:
+    """Install (or clear) the pool and settings tasks use in this process."""
+    global _runtime  # noqa: PLW0603 - one runtime per worker process, set at start
+    _runtime = runtime
+
+
+def runtime() -> JobRuntime:
+    """The current process's job runtime; tasks fail loudly without one."""
+    if _runtime is None:
+        raise RuntimeError("job runtime not initialised; start the worker through the CLI")
+    return _runtime
+
+
+@asynccontextmanager
+async def job_transaction(caller: Caller = SERVICE) -> AsyncIterator[Conn]:
+    """A transaction for a task, as the service role by default."""
+    async with transaction(runtime().pool, caller) as conn:
+        yield conn
+
+
+def task_modules() -> list[str]:
+    """Modules whose import registers tasks on the blueprint."""
+    return ["melhor_saude.notification.tasks"]
+
+
+def build_app(app_url: str) -> procrastinate.App:
+    """A procrastinate app bound to the application role's connection string."""
+    import importlib
+
+    for module in task_modules():
+        importlib.import_module(module)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=app_url))
+    app.add_tasks_from(blueprint, namespace=NAMESPACE)
+    return app

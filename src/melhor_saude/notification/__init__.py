@@ -1,0 +1,1 @@
+"""Notifications: the outbox, email over SMTP, in-app messages."""

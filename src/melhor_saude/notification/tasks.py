@@ -1,0 +1,1 @@
+"""Notification delivery tasks (registered on the jobs blueprint)."""

@@ -1,0 +1,79 @@
+"""Process runners: API, worker, or both in one event loop (`serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from melhor_saude.app import create_app, init_process
+from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
+from melhor_saude.jobs import JobRuntime, build_app, set_runtime
+from melhor_saude.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def production_app() -> FastAPI:
+    """Uvicorn factory for `melhor-saude api` (migrations already ran in the CLI)."""
+    settings = get_settings()
+    init_process(settings)
+    return create_app(settings, urls=resolve_urls(settings), run_migrations=False)
+
+
+async def run_worker(
+    settings: Settings, urls: DatabaseUrls, *, concurrency: int = 4, stop: asyncio.Event | None = None
+) -> None:
+    """Run procrastinate's worker until cancelled (or `stop` is set)."""
+    pool = make_pool(urls.app, min_size=1, max_size=max(2, concurrency), name="jobs")
+    await pool.open(wait=True)
+    set_runtime(JobRuntime(pool=pool, settings=settings))
+    app = build_app(urls.app)
+    try:
+        async with app.open_async():
+            worker = asyncio.create_task(
+                app.run_worker_async(concurrency=concurrency, install_signal_handlers=False)
+            )
+            if stop is None:
+                await worker
+            else:
+                await stop.wait()
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+    finally:
+        set_runtime(None)
+        await pool.close()
+
+
+async def run_all(
+    settings: Settings,
+    urls: DatabaseUrls,
+    *,
+    host: str,
+    port: int,
+    with_worker: bool = True,
+    demo: bool = False,
+) -> None:
+    """`serve`: the API and the worker side by side; demo data on first start."""
+    if demo:
+        from melhor_saude.demo import seed_demo_data
+
+        for line in await seed_demo_data(settings, urls):
+            print(line)  # noqa: T201 - the demo credentials are meant for the terminal
+    app = create_app(settings, urls=urls, run_migrations=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None)
+    )
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(server.serve())]
+    if with_worker:
+        tasks.append(asyncio.create_task(run_worker(settings, urls, stop=stop)))
+    try:
+        await tasks[0]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks[1:], return_exceptions=True)
