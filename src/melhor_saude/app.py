@@ -76,9 +76,21 @@ def create_app(
 
 def _routers() -> list[Any]:
     # Imported here so each domain's module graph loads only when an app is built.
+    from melhor_saude.availability.api import router as availability_router
+    from melhor_saude.booking.api import router as booking_router
+    from melhor_saude.compliance.api import router as compliance_router
     from melhor_saude.identity.api import router as identity_router
+    from melhor_saude.notification.api import router as notification_router
+    from melhor_saude.specialist.api import router as specialist_router
 
-    return [identity_router]
+    return [
+        identity_router,
+        specialist_router,
+        availability_router,
+        booking_router,
+        notification_router,
+        compliance_router,
+    ]
 
 
 def init_process(settings: Settings) -> None:

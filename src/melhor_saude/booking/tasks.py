@@ -1,0 +1,1 @@
+"""Booking background tasks (registered on the jobs blueprint)."""
