@@ -26,7 +26,9 @@ class Person:
 
     @property
     def caller(self) -> Caller:
-        return Caller("authenticated", {"sub": self.id, "role": "authenticated", "email": self.email})
+        return Caller(
+            "authenticated", {"sub": self.id, "role": "authenticated", "email": self.email}
+        )
 
 
 class Factory:

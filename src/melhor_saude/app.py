@@ -62,7 +62,7 @@ def create_app(
         try:
             async with request.app.state.pool.connection(timeout=2) as conn:
                 await conn.execute("SELECT 1")
-        except Exception:  # noqa: BLE001 - any failure means not ready
+        except Exception:
             return JSONResponse(
                 {"code": "NOT_READY", "message": "database unavailable", "details": {}},
                 status_code=503,

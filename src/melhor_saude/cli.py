@@ -102,9 +102,7 @@ def db_status() -> None:
 def create_admin(
     email: Annotated[str, typer.Option(help="Admin's email.")],
     full_name: Annotated[str, typer.Option(help="Admin's name.")] = "Administrador",
-    password: Annotated[
-        str | None, typer.Option(help="Password (asked for when omitted).")
-    ] = None,
+    password: Annotated[str | None, typer.Option(help="Password (asked for when omitted).")] = None,
 ) -> None:
     """Create (or promote) a platform admin; the only way to bootstrap the first one."""
     from melhor_saude.identity.bootstrap import create_admin_account

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Literal, LiteralString, cast
 
 import psycopg
+from procrastinate.sql import parse_query_file
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
-from procrastinate.sql import parse_query_file
 
 from melhor_saude.settings import Settings
 
@@ -78,7 +78,7 @@ def start_embedded(data_dir: Path) -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = _embedded_servers.get(pgdata)
     if server is None:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         _embedded_servers[pgdata] = server
     uri = str(server.get_uri())
     with psycopg.connect(uri, autocommit=True) as conn:

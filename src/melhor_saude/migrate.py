@@ -70,7 +70,7 @@ def _ensure_procrastinate(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
     if exists and exists[0]:
         return False
-    conn.execute(SchemaManager.get_schema())  # type: ignore[no-untyped-call]
+    conn.execute(SchemaManager.get_schema())
     return True
 
 
@@ -90,9 +90,8 @@ def migrate(admin_url: str, directory: Path | None = None) -> list[str]:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             conn.execute(_BOOKKEEPING)
-            done = dict(
-                conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
-            )
+            rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+            done: dict[str, str] = {str(version): str(checksum) for version, checksum in rows}
             for migration in migrations:
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:

@@ -42,9 +42,13 @@ def configure_logging(settings: Settings) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
-        ])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -59,7 +63,9 @@ def scrub(value: Any, depth: int = 0) -> Any:
         return FILTERED
     if isinstance(value, dict):
         return {
-            k: (FILTERED if isinstance(k, str) and SENSITIVE_KEYS.search(k) else scrub(v, depth + 1))
+            k: (
+                FILTERED if isinstance(k, str) and SENSITIVE_KEYS.search(k) else scrub(v, depth + 1)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

@@ -25,7 +25,11 @@ def production_app() -> FastAPI:
 
 
 async def run_worker(
-    settings: Settings, urls: DatabaseUrls, *, concurrency: int = 4, stop: asyncio.Event | None = None
+    settings: Settings,
+    urls: DatabaseUrls,
+    *,
+    concurrency: int = 4,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Run procrastinate's worker until cancelled (or `stop` is set)."""
     pool = make_pool(urls.app, min_size=1, max_size=max(2, concurrency), name="jobs")
@@ -63,7 +67,7 @@ async def run_all(
         from melhor_saude.demo import seed_demo_data
 
         for line in await seed_demo_data(settings, urls):
-            print(line)  # noqa: T201 - the demo credentials are meant for the terminal
+            print(line)  # the demo credentials are meant for the terminal
     app = create_app(settings, urls=urls, run_migrations=False)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None)

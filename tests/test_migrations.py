@@ -1,0 +1,119 @@
+"""The schema: built only by the migrations, repeatable, forward-only, and locked down."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from melhor_saude.db import app_url_for
+from melhor_saude.migrate import MigrationError, discover, migrate, migrations_dir
+
+from .conftest import create_database, drop_database
+
+# Tables without personal data: bookkeeping and the job queue (holds ids only).
+NOT_USER_DATA = {"schema_migrations"}
+
+
+@pytest.fixture
+def empty_database(server_url: str) -> Iterator[str]:
+    name = f"ms_mig_{uuid.uuid4().hex[:10]}"
+    url = create_database(server_url, name)
+    yield url
+    drop_database(server_url, name)
+
+
+def test_all_migrations_apply_to_an_empty_database_then_again_as_a_no_op(empty_database: str):
+    applied = migrate(empty_database)
+    assert applied[0] == "procrastinate schema"
+    assert applied[1:] == [m.name for m in discover()]
+    assert migrate(empty_database) == []
+
+
+def test_every_table_with_user_data_has_rls_enabled_and_forced(database):
+    with psycopg.connect(database.admin) as conn:
+        rows = conn.execute(
+            """
+            SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+              AND c.relname NOT LIKE 'procrastinate%%'
+            """
+        ).fetchall()
+    tables = {name: (enabled, forced) for name, enabled, forced in rows}
+    assert {"users", "companies", "user_roles", "company_members", "audit_logs"} <= set(tables)
+    unprotected = sorted(
+        name
+        for name, (enabled, forced) in tables.items()
+        if name not in NOT_USER_DATA and not (enabled and forced)
+    )
+    assert unprotected == []
+
+
+def test_no_extension_is_required(database):
+    with psycopg.connect(database.admin) as conn:
+        extensions = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+    assert extensions == {"plpgsql"}
+
+
+def test_a_changed_migration_is_refused(empty_database: str, tmp_path: Path):
+    folder = tmp_path / "migrations"
+    shutil.copytree(migrations_dir(), folder)
+    migrate(empty_database, folder)
+    first = sorted(folder.glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited after release\n")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        migrate(empty_database, folder)
+
+
+def test_a_reused_migration_number_is_refused(tmp_path: Path):
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "0001_b.sql").write_text("SELECT 2;")
+    with pytest.raises(MigrationError, match="used twice"):
+        discover(tmp_path)
+
+
+def test_concurrent_migrators_apply_each_migration_once(empty_database: str):
+    results: list[list[str]] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(migrate(empty_database))
+        except BaseException as exc:  # pragma: no cover - reported by the assert below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert sorted(len(r) for r in results)[:2] == [0, 0]
+    with psycopg.connect(empty_database) as conn:
+        count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    assert count == (len(discover()),)
+
+
+def test_the_application_role_can_do_nothing_without_switching_role(database):
+    app_url = app_url_for(database.admin, "ms_app", None)
+    with psycopg.connect(app_url) as conn:
+        row = conn.execute(
+            "SELECT rolsuper, rolbypassrls, rolinherit FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert row == (False, False, False)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT id FROM users")
+
+
+def test_authenticated_cannot_read_password_hashes(database):
+    app_url = app_url_for(database.admin, "ms_app", None)
+    with psycopg.connect(app_url) as conn:
+        conn.execute("SET ROLE authenticated")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT password_hash FROM users")
