@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from melhor_saude import __version__
 from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
 from melhor_saude.migrate import migrate
-from melhor_saude.observability import configure_logging, init_sentry
+from melhor_saude.observability import RequestIdMiddleware, configure_logging, init_sentry
 from melhor_saude.settings import Settings, get_settings
 from melhor_saude.web import BodyLimitMiddleware, install_error_handlers
 
@@ -50,6 +50,8 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: even a refused body's 413 carries the request id.
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:

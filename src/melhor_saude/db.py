@@ -144,3 +144,25 @@ async def transaction(pool: AsyncConnectionPool, caller: Caller) -> AsyncIterato
         async with conn.transaction():
             await set_caller(conn, caller)
             yield conn
+
+
+class Queries:
+    """A domain's named queries (from its `queries.sql`) and the three ways to run them."""
+
+    def __init__(self, package: str, name: str = "queries.sql") -> None:
+        self.sql = load_queries(package, name)
+
+    async def one(self, conn: Conn, name: str, /, **params: Any) -> dict[str, Any] | None:
+        """The first row, or None."""
+        cur = await conn.execute(self.sql[name], params)
+        return await cur.fetchone()
+
+    async def all(self, conn: Conn, name: str, /, **params: Any) -> list[dict[str, Any]]:
+        """Every row."""
+        cur = await conn.execute(self.sql[name], params)
+        return await cur.fetchall()
+
+    async def run(self, conn: Conn, name: str, /, **params: Any) -> int:
+        """Execute for effect; the number of rows affected."""
+        cur = await conn.execute(self.sql[name], params)
+        return cur.rowcount

@@ -65,5 +65,32 @@ def build_app(app_url: str) -> procrastinate.App:
     for module in task_modules():
         importlib.import_module(module)
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=app_url))
-    app.add_tasks_from(blueprint, namespace=NAMESPACE)
+    _install_tasks(app)
     return app
+
+
+def _install_tasks(app: procrastinate.App) -> None:
+    """Put the blueprint's tasks (and periodic schedules) on `app`, under `ms:`.
+
+    procrastinate's `add_tasks_from` renames the blueprint's tasks in place, so
+    it may run only once per process; later apps (tests, `serve` restarts) get
+    the already-namespaced tasks copied over instead of `ms:ms:` names.
+    """
+    global _namespaced  # noqa: PLW0603 - the blueprint is process-wide, so is this flag
+    if not _namespaced:
+        app.add_tasks_from(blueprint, namespace=NAMESPACE)
+        _namespaced = True
+        return
+    app.tasks.update(blueprint.tasks)
+    for task in set(blueprint.tasks.values()):
+        task.blueprint = app
+    for periodic in blueprint.periodic_registry.periodic_tasks.values():
+        app.periodic_registry.register_task(
+            task=periodic.task,
+            cron=periodic.cron,
+            periodic_id=periodic.periodic_id,
+            configure_kwargs=periodic.configure_kwargs,
+        )
+
+
+_namespaced = False

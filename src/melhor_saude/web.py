@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import psycopg
+import structlog
 from fastapi import Depends, FastAPI, Request
+from psycopg_pool import AsyncConnectionPool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from melhor_saude import errors
-from melhor_saude.db import ANON, Caller, Conn, transaction
+from melhor_saude.db import ANON, SERVICE, Caller, Conn, transaction
 from melhor_saude.identity.tokens import caller_from_token
+from melhor_saude.observability import REQUEST_ID_HEADER, request_id_of
 from melhor_saude.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,10 +69,24 @@ async def _user_tx(request: Request, caller: UserDep) -> AsyncIterator[Conn]:
         yield conn
 
 
+async def _service_tx(request: Request) -> AsyncIterator[Conn]:
+    async with transaction(request.app.state.pool, SERVICE) as conn:
+        yield conn
+
+
+def get_pool(request: Request) -> AsyncConnectionPool:
+    """The application pool, for the few services that own their transactions."""
+    pool: AsyncConnectionPool = request.app.state.pool
+    return pool
+
+
 # scope="function": the transaction commits before the response leaves, so a client
 # never sees a success whose commit then failed, nor reads before the commit lands.
 TxDep = Annotated[Conn, Depends(_caller_tx, scope="function")]
 UserTxDep = Annotated[Conn, Depends(_user_tx, scope="function")]
+# The service role: only for sign-in paths that must find accounts before anyone is known.
+ServiceTxDep = Annotated[Conn, Depends(_service_tx, scope="function")]
+PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 
 
 @dataclass(frozen=True)
@@ -100,8 +117,9 @@ def error_body(error: errors.DomainError) -> dict[str, Any]:
 
 def _render(error: errors.DomainError) -> JSONResponse:
     headers = {}
-    if isinstance(error, errors.RateLimited):
-        headers["Retry-After"] = str(error.retry_after)
+    retry_after = error.details.get("retry_after")
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
     if isinstance(error, errors.Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(error_body(error), status_code=error.status, headers=headers)
@@ -152,9 +170,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return _render(translated)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return _render(errors.DomainError("Internal error"))
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette runs this outside the middleware stack: re-attach the request id.
+        request_id = request_id_of(request.scope)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            log.exception("unhandled error", exc_info=exc)
+        response = _render(errors.DomainError("Internal error"))
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
 
 
 class BodyLimitMiddleware:
@@ -178,17 +202,25 @@ class BodyLimitMiddleware:
                     await self._refuse(send)
                     return
         seen = 0
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise errors.PayloadTooLarge()
+                if seen > self.max_bytes and not refused:
+                    # Answer now, then tell the app the client went away so it stops reading.
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # once refused, whatever the app answers is dropped
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
         body = JSONResponse(error_body(errors.PayloadTooLarge()), status_code=413)

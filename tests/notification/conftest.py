@@ -1,0 +1,124 @@
+"""Worker tests commit and run jobs, so they get a database of their own (real migrations)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from psycopg_pool import AsyncConnectionPool
+
+from melhor_saude.db import DatabaseUrls, app_url_for, make_pool
+from melhor_saude.jobs import JobRuntime, build_app, set_runtime
+from melhor_saude.migrate import migrate
+from melhor_saude.settings import Settings
+
+from ..conftest import create_database, drop_database
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (for a server to take, or to stay closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="package")
+def worker_database(server_url: str) -> Iterator[DatabaseUrls]:
+    """A database only these tests' workers drain (no jobs from other suites)."""
+    name = f"ms_worker_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_database(server_url, name)
+    migrate(admin)
+    yield DatabaseUrls(admin=admin, app=app_url_for(admin, "ms_app", None))
+    drop_database(server_url, name)
+
+
+@pytest.fixture(scope="package")
+async def worker_pool(worker_database: DatabaseUrls) -> AsyncIterator[AsyncConnectionPool]:
+    pool = make_pool(worker_database.app, min_size=1, max_size=10, name="worker-tests")
+    await pool.open(wait=True)
+    yield pool
+    await pool.close()
+
+
+@dataclass
+class Inbox:
+    """Messages a real SMTP server received."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    # Recipients the server refuses for good ("550 no such user").
+    unknown_users: set[str] = field(default_factory=set)
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address in self.unknown_users:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    """aiosmtpd on 127.0.0.1 and a random free port."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+def smtp_settings(settings: Settings, port: int, **changes: Any) -> Settings:
+    return settings.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_timeout_seconds": 5.0, **changes}
+    )
+
+
+async def drain_jobs(
+    pool: AsyncConnectionPool,
+    database: DatabaseUrls,
+    settings: Settings,
+    *,
+    concurrency: int = 1,
+    workers: int = 1,
+) -> None:
+    """Run real procrastinate workers (each its own app and connections) until no job is due."""
+    set_runtime(JobRuntime(pool=pool, settings=settings))
+
+    async def one_worker(index: int) -> None:
+        app = build_app(database.app)
+        async with app.open_async():
+            await app.run_worker_async(
+                name=f"test-worker-{index}",
+                wait=False,
+                concurrency=concurrency,
+                install_signal_handlers=False,
+                listen_notify=False,
+            )
+
+    try:
+        await asyncio.gather(*(one_worker(i) for i in range(workers)))
+    finally:
+        set_runtime(None)

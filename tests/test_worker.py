@@ -1,0 +1,76 @@
+"""The worker process: runs deferred jobs as they are committed, and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from melhor_saude import jobs
+from melhor_saude.db import ANON, SERVICE, DatabaseUrls, app_url_for, make_pool, transaction
+from melhor_saude.migrate import migrate
+from melhor_saude.notification.service import enqueue_email
+from melhor_saude.runner import run_worker
+from melhor_saude.settings import Settings
+
+from .conftest import create_database, drop_database
+
+
+@pytest.fixture(scope="module")
+def own_database(server_url: str) -> Iterator[DatabaseUrls]:
+    """The worker drains every due job, so it gets a database no other test writes to."""
+    name = f"ms_runner_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_database(server_url, name)
+    migrate(admin)
+    yield DatabaseUrls(admin=admin, app=app_url_for(admin, "ms_app", None))
+    drop_database(server_url, name)
+
+
+async def test_worker_delivers_a_committed_email_promptly_and_stops_on_request(
+    own_database: DatabaseUrls, settings: Settings
+) -> None:
+    assert settings.smtp_host is None  # development mode: delivery is a log line
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, own_database, concurrency=2, stop=stop))
+    pool = make_pool(own_database.app, min_size=1, max_size=2, name="runner-test")
+    await pool.open(wait=True)
+    try:
+        async with transaction(pool, ANON) as conn:
+            email_id = await enqueue_email(
+                conn,
+                to="runner@example.org",
+                template="password_reset",
+                params={"name": "R", "link": "http://l"},
+            )
+        status = None
+        for _ in range(200):  # LISTEN/NOTIFY wakes the worker; allow 10 s on a slow machine
+            async with transaction(pool, SERVICE) as conn:
+                cur = await conn.execute(
+                    "SELECT status FROM email_outbox WHERE id = %s", (email_id,)
+                )
+                row = await cur.fetchone()
+            status = row["status"] if row else None
+            if status == "sent":
+                break
+            await asyncio.sleep(0.05)
+        assert status == "sent"
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, timeout=15)
+        await pool.close()
+    assert worker.exception() is None
+    with pytest.raises(RuntimeError, match="job runtime not initialised"):
+        jobs.runtime()
+
+
+def test_building_the_job_app_twice_keeps_task_names(own_database: DatabaseUrls) -> None:
+    first = jobs.build_app(own_database.app)
+    second = jobs.build_app(own_database.app)
+    for app in (first, second):
+        assert {"ms:deliver_email", "ms:requeue_stuck_emails"} <= set(app.tasks)
+        assert not any(name.startswith("ms:ms:") for name in app.tasks)
+        periodic = {p.task.name for p in app.periodic_registry.periodic_tasks.values()}
+        assert "ms:requeue_stuck_emails" in periodic
