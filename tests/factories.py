@@ -12,6 +12,9 @@ from melhor_saude.db import SERVICE, Caller, transaction
 from melhor_saude.identity.tokens import issue_access_token
 from melhor_saude.settings import Settings
 
+ALL_PILLARS = ["saude_mental", "bem_estar_fisico", "assistencia_financeira", "assistencia_juridica"]
+EVERY_DAY = [(day, "00:00", "23:00") for day in range(1, 8)]
+
 
 @dataclass
 class Person:
@@ -84,3 +87,34 @@ class Factory:
             ).fetchone()
             assert row
             return str(row["id"])
+
+
+    async def specialist(
+        self,
+        *,
+        timezone: str = "UTC",
+        hours: list[tuple[int, str, str]] | None = None,
+        duration: int = 60,
+        buffer: int = 0,
+        min_notice_minutes: int = 0,
+        horizon_days: int = 60,
+        pillars: list[str] | None = None,
+        is_active: bool = True,
+    ) -> Person:
+        """A specialist; by default working every day 00:00-23:00 with no notice or buffer."""
+        person = await self.person("specialist")
+        async with transaction(self.pool, SERVICE) as conn:
+            await conn.execute(
+                "INSERT INTO specialists (id, display_name, pillars, timezone,"
+                " default_duration_minutes, buffer_minutes, min_notice_minutes, horizon_days,"
+                " modes, is_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (person.id, "Dra. Teste", pillars or ALL_PILLARS, timezone, duration, buffer,
+                 min_notice_minutes, horizon_days, ["virtual", "phone", "in_person"], is_active),
+            )
+            for weekday, start, end in EVERY_DAY if hours is None else hours:
+                await conn.execute(
+                    "INSERT INTO specialist_weekly_hours"
+                    " (specialist_id, weekday, start_time, end_time) VALUES (%s, %s, %s, %s)",
+                    (person.id, weekday, start, end),
+                )
+        return person

@@ -1,7 +1,58 @@
-"""Availability HTTP routes."""
+"""Availability HTTP routes: slots and availability exceptions."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+
+from melhor_saude.availability import schemas, service
+from melhor_saude.web import ClientDep, UserDep, UserTxDep
 
 router = APIRouter(prefix="/v1", tags=["availability"])
+Bound = Annotated[str, Query(min_length=10, max_length=40,
+                             description="A date (specialist-local) or an instant with offset")]
+
+
+@router.get("/specialists/{specialist_id}/slots")
+async def list_slots(
+    specialist_id: UUID, conn: UserTxDep,
+    from_: Annotated[str, Query(alias="from", min_length=10, max_length=40)],
+    to: Bound,
+) -> schemas.SlotsOut:
+    """Bookable sessions in a window of at most 31 days (UTC and specialist-local times)."""
+    return await service.list_slots(conn, str(specialist_id), from_, to, datetime.now(UTC))
+
+
+@router.post("/specialists/{specialist_id}/exceptions", status_code=201)
+async def create_exceptions(
+    specialist_id: UUID, body: schemas.ExceptionIn, caller: UserDep, conn: UserTxDep,
+    client: ClientDep,
+) -> schemas.ExceptionsCreatedOut:
+    """Block (or open) one date or a range; lists the bookings a block affects and, with
+    `cancel_affected_bookings`, cancels them on the specialist's behalf."""
+    return await service.create_exceptions(conn, caller, str(specialist_id), body, client)
+
+
+@router.get("/specialists/{specialist_id}/exceptions")
+async def list_exceptions(
+    specialist_id: UUID, caller: UserDep, conn: UserTxDep,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+) -> list[schemas.ExceptionOut]:
+    """Exceptions between two dates (default: the next 90 days)."""
+    start = from_ or datetime.now(UTC).date()
+    end = to or start + timedelta(days=90)
+    return await service.list_exceptions(conn, caller, str(specialist_id), start, end)
+
+
+@router.delete("/specialists/{specialist_id}/exceptions/{exception_id}", status_code=204)
+async def delete_exception(
+    specialist_id: UUID, exception_id: UUID, caller: UserDep, conn: UserTxDep,
+    client: ClientDep,
+) -> Response:
+    """Remove an exception."""
+    await service.delete_exception(conn, caller, str(specialist_id), str(exception_id), client)
+    return Response(status_code=204)

@@ -171,7 +171,7 @@ def _user_out(row: dict[str, Any]) -> schemas.UserOut:
     )
 
 
-async def _privileges(conn: Conn) -> tuple[bool, list[str]]:
+async def privileges(conn: Conn) -> tuple[bool, list[str]]:
     """(is admin, ids of companies the caller administers as HR), read from user_roles."""
     cur = await conn.execute("SELECT auth.is_admin() AS admin, auth.hr_company_ids() AS hr")
     row = await cur.fetchone()
@@ -180,7 +180,7 @@ async def _privileges(conn: Conn) -> tuple[bool, list[str]]:
 
 
 async def _require_admin(conn: Conn) -> None:
-    admin, _ = await _privileges(conn)
+    admin, _ = await privileges(conn)
     if not admin:
         raise errors.Forbidden("Only platform administrators may do this")
 
@@ -459,7 +459,7 @@ async def create_invite(
     conn: Conn, settings: Settings, caller: Caller, body: schemas.InviteIn, client: ClientInfo
 ) -> schemas.InviteCreatedOut:
     """Admins invite HR and specialists; HR invites employees of their company, within seats."""
-    is_admin, hr_companies = await _privileges(conn)
+    is_admin, hr_companies = await privileges(conn)
     company_id = str(body.company_id) if body.company_id else None
     if body.role in ("hr", "specialist") and not is_admin:
         raise errors.Forbidden("Only administrators invite HR and specialists")
@@ -631,7 +631,7 @@ async def deactivate_company(
 
 
 async def _require_company_admin(conn: Conn, company_id: str) -> None:
-    is_admin, hr_companies = await _privileges(conn)
+    is_admin, hr_companies = await privileges(conn)
     if not is_admin and company_id not in hr_companies:
         raise errors.Forbidden("Only the company's HR or an administrator may do this")
 

@@ -1,7 +1,87 @@
-"""Specialist HTTP routes."""
+"""Specialist HTTP routes: profiles, weekly hours, session types, rates."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+from uuid import UUID
 
-router = APIRouter(prefix="/v1", tags=["specialist"])
+from fastapi import APIRouter, Query
+
+from melhor_saude.specialist import schemas, service
+from melhor_saude.web import ClientDep, UserDep, UserTxDep
+
+router = APIRouter(prefix="/v1", tags=["specialists"])
+PillarQuery = Annotated[schemas.Pillar | None, Query()]
+
+
+@router.get("/specialists")
+async def list_specialists(
+    conn: UserTxDep,
+    pillar: PillarQuery = None,
+    language: Annotated[str | None, Query(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[schemas.SpecialistOut]:
+    """Active specialists, filterable by pillar and language."""
+    return await service.list_specialists(conn, pillar=pillar, language=language, limit=limit,
+                                          offset=offset)
+
+
+@router.get("/specialists/{specialist_id}")
+async def get_specialist(specialist_id: UUID, conn: UserTxDep) -> schemas.SpecialistOut:
+    """One specialist's public profile."""
+    return schemas.SpecialistOut(**await service.get(conn, str(specialist_id)))
+
+
+@router.patch("/specialists/{specialist_id}")
+async def update_specialist(
+    specialist_id: UUID, body: schemas.SpecialistUpdateIn, caller: UserDep, conn: UserTxDep,
+    client: ClientDep,
+) -> schemas.SpecialistOut:
+    """Edit a profile (the specialist or an admin)."""
+    return await service.update(conn, caller, str(specialist_id), body, client)
+
+
+@router.get("/specialists/{specialist_id}/hours")
+async def get_hours(specialist_id: UUID, conn: UserTxDep) -> list[schemas.WeeklyHoursItem]:
+    """Weekly hours, local to the specialist's timezone."""
+    return await service.weekly_hours(conn, str(specialist_id))
+
+
+@router.put("/specialists/{specialist_id}/hours")
+async def put_hours(
+    specialist_id: UUID, body: schemas.WeeklyHoursIn, caller: UserDep, conn: UserTxDep,
+    client: ClientDep,
+) -> list[schemas.WeeklyHoursItem]:
+    """Replace the whole weekly schedule."""
+    return await service.replace_weekly_hours(conn, caller, str(specialist_id), body, client)
+
+
+@router.get("/specialists/{specialist_id}/rates")
+async def get_rates(specialist_id: UUID, conn: UserTxDep) -> list[schemas.RateOut]:
+    """Rates with their effective dates."""
+    return await service.list_rates(conn, str(specialist_id))
+
+
+@router.post("/specialists/{specialist_id}/rates", status_code=201)
+async def add_rate(
+    specialist_id: UUID, body: schemas.RateIn, caller: UserDep, conn: UserTxDep,
+    client: ClientDep,
+) -> schemas.RateOut:
+    """Add a rate (one in force per specialist and session type on any day)."""
+    return await service.add_rate(conn, caller, str(specialist_id), body, client)
+
+
+@router.get("/session-types")
+async def list_session_types(conn: UserTxDep, pillar: PillarQuery = None
+                             ) -> list[schemas.SessionTypeOut]:
+    """The session-type catalogue."""
+    return await service.list_session_types(conn, pillar)
+
+
+@router.post("/session-types", status_code=201)
+async def create_session_type(
+    body: schemas.SessionTypeIn, caller: UserDep, conn: UserTxDep, client: ClientDep
+) -> schemas.SessionTypeOut:
+    """Add a session type (admins)."""
+    return await service.create_session_type(conn, caller, body, client)

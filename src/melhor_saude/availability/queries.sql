@@ -1,0 +1,52 @@
+-- Availability: the calendar data slots are computed from, and exceptions.
+
+-- schedule --
+-- Everything one slot computation needs, in one round trip.
+SELECT s.id, s.timezone, s.default_duration_minutes, s.buffer_minutes, s.min_notice_minutes,
+       s.horizon_days, s.is_active, s.pillars, s.modes,
+       (SELECT coalesce(json_agg(json_build_array(h.weekday, h.start_time, h.end_time)), '[]')
+          FROM specialist_weekly_hours h WHERE h.specialist_id = s.id) AS hours,
+       (SELECT coalesce(json_agg(json_build_array(e.exception_date, e.is_available, e.all_day,
+                                                  e.start_time, e.end_time)), '[]')
+          FROM specialist_availability_exceptions e
+          WHERE e.specialist_id = s.id
+            AND e.exception_date BETWEEN %(first_day)s AND %(last_day)s) AS exceptions,
+       (SELECT coalesce(json_agg(json_build_array(b.starts_at, b.blocked_until, b.booking_id)),
+                        '[]')
+          FROM specialist_busy_ranges(s.id, %(busy_from)s, %(busy_to)s) b) AS busy
+FROM specialists s
+WHERE s.id = %(id)s;
+
+-- insert_exceptions --
+-- One row per date of the range, in one statement.
+INSERT INTO specialist_availability_exceptions
+    (specialist_id, exception_date, is_available, reason, all_day, start_time, end_time, notes,
+     created_by)
+SELECT %(specialist_id)s, d::date, %(is_available)s, %(reason)s, %(all_day)s, %(start_time)s,
+       %(end_time)s, %(notes)s, auth.uid()
+FROM generate_series(%(start_date)s::date, %(end_date)s::date, interval '1 day') AS d
+RETURNING id, specialist_id, exception_date, is_available, reason, all_day, start_time, end_time,
+          created_at;
+
+-- list_exceptions --
+SELECT id, specialist_id, exception_date, is_available, reason, all_day, start_time, end_time,
+       created_at
+FROM specialist_availability_exceptions
+WHERE specialist_id = %(specialist_id)s
+  AND exception_date BETWEEN %(from_date)s AND %(to_date)s
+ORDER BY exception_date, start_time NULLS FIRST;
+
+-- exception_notes --
+SELECT id, notes FROM specialist_exception_notes(%(ids)s::uuid[]);
+
+-- delete_exception --
+DELETE FROM specialist_availability_exceptions
+WHERE id = %(id)s AND specialist_id = %(specialist_id)s
+RETURNING id;
+
+-- affected_bookings --
+-- Active bookings of the specialist overlapping [from, to).
+SELECT id, user_id, starts_at, ends_at, status FROM bookings
+WHERE specialist_id = %(specialist_id)s AND status IN ('pending', 'confirmed')
+  AND tstzrange(starts_at, ends_at, '[)') && tstzrange(%(from)s, %(to)s, '[)')
+ORDER BY starts_at;
