@@ -55,7 +55,11 @@ async def job_transaction(caller: Caller = SERVICE) -> AsyncIterator[Conn]:
 
 def task_modules() -> list[str]:
     """Modules whose import registers tasks on the blueprint."""
-    return ["melhor_saude.notification.tasks", "melhor_saude.booking.tasks"]
+    return [
+        "melhor_saude.notification.tasks",
+        "melhor_saude.booking.tasks",
+        "melhor_saude.availability.tasks",
+    ]
 
 
 def build_app(app_url: str) -> procrastinate.App:

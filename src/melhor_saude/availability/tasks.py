@@ -1,0 +1,14 @@
+"""Availability maintenance jobs."""
+
+from __future__ import annotations
+
+from melhor_saude.jobs import blueprint, job_transaction
+
+
+@blueprint.periodic(cron="15 3 1 * *", periodic_id="refresh_exception_future_index")
+@blueprint.task(name="refresh_exception_future_index", queueing_lock="exception-index")
+async def refresh_exception_future_index(timestamp: int) -> None:
+    """Move the future-dates partial index's cut-off to today (monthly)."""
+    del timestamp
+    async with job_transaction() as conn:
+        await conn.execute("SELECT refresh_exception_future_index()")
