@@ -110,7 +110,7 @@ def create_admin(
     settings, urls = _prepare()
     secret = password or getpass.getpass("Password: ")
     user_id = asyncio.run(create_admin_account(settings, urls, email, full_name, secret))
-    typer.echo(f"admin {email} ({user_id})")
+    typer.echo(f"admin {email.strip().lower()} ({user_id})")
 
 
 @seed_cli.command("demo")
@@ -130,3 +130,7 @@ def main() -> None:
         cli()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -216,3 +216,12 @@ FOR UPDATE OF i;
 
 -- mark_invite_accepted --
 UPDATE invites SET accepted_at = now(), accepted_by = %(user_id)s WHERE id = %(id)s;
+
+-- bootstrap_admin --
+-- Create or promote: an existing account keeps its password unless none is set.
+INSERT INTO users (email, password_hash, full_name, email_verified_at)
+VALUES (%(email)s, %(password_hash)s, %(full_name)s, now())
+ON CONFLICT ON CONSTRAINT users_email_key
+DO UPDATE SET password_hash = EXCLUDED.password_hash,
+              email_verified_at = coalesce(users.email_verified_at, now())
+RETURNING id;
