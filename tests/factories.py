@@ -88,7 +88,6 @@ class Factory:
             assert row
             return str(row["id"])
 
-
     async def specialist(
         self,
         *,
@@ -108,8 +107,18 @@ class Factory:
                 "INSERT INTO specialists (id, display_name, pillars, timezone,"
                 " default_duration_minutes, buffer_minutes, min_notice_minutes, horizon_days,"
                 " modes, is_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (person.id, "Dra. Teste", pillars or ALL_PILLARS, timezone, duration, buffer,
-                 min_notice_minutes, horizon_days, ["virtual", "phone", "in_person"], is_active),
+                (
+                    person.id,
+                    "Dra. Teste",
+                    pillars or ALL_PILLARS,
+                    timezone,
+                    duration,
+                    buffer,
+                    min_notice_minutes,
+                    horizon_days,
+                    ["virtual", "phone", "in_person"],
+                    is_active,
+                ),
             )
             for weekday, start, end in EVERY_DAY if hours is None else hours:
                 await conn.execute(

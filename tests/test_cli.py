@@ -34,8 +34,15 @@ def _env(url: str, tmp_path: Path) -> dict[str, str]:
 
 
 def _run(args: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True,  # noqa: S603
-                          timeout=120, check=False, **kw)
+    return subprocess.run(  # noqa: S603 - our own console script with fixed arguments
+        [*CLI, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        **kw,
+    )
 
 
 def test_db_migrate_status_and_create_admin(fresh_db: str, tmp_path: Path):
@@ -45,9 +52,12 @@ def test_db_migrate_status_and_create_admin(fresh_db: str, tmp_path: Path):
     status = _run(["db", "status"], env)
     assert status.returncode == 0
     lines = status.stdout.strip().splitlines()
-    assert lines and all(line.startswith("applied") for line in lines)
-    created = _run(["user", "create-admin", "--email", "Chefe@Exemplo.co.mz",
-                    "--password", "uma senha forte"], env)
+    assert lines
+    assert all(line.startswith("applied") for line in lines)
+    created = _run(
+        ["user", "create-admin", "--email", "Chefe@Exemplo.co.mz", "--password", "uma senha forte"],
+        env,
+    )
     assert created.returncode == 0, created.stderr
     assert "admin chefe@exemplo.co.mz" in created.stdout
 
@@ -62,8 +72,11 @@ def test_serve_starts_with_demo_data_and_answers(fresh_db: str, tmp_path: Path):
     port = _free_port()
     env = _env(fresh_db, tmp_path)
     proc = subprocess.Popen(  # noqa: S603
-        [*CLI, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [*CLI, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -76,8 +89,10 @@ def test_serve_starts_with_demo_data_and_answers(fresh_db: str, tmp_path: Path):
                 time.sleep(0.3)
         else:
             pytest.fail("serve did not become ready")
-        login = httpx.post(f"{base}/v1/auth/login", json={
-            "email": "admin@demo.melhorsaude.example", "password": "MelhorSaude2026!"})
+        login = httpx.post(
+            f"{base}/v1/auth/login",
+            json={"email": "admin@demo.melhorsaude.example", "password": "MelhorSaude2026!"},
+        )
         assert login.status_code == 200
         assert httpx.get(f"{base}/docs").status_code == 200
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"]

@@ -30,7 +30,9 @@ async def test_wrong_method_has_a_code(client):
 
 async def test_declared_oversized_body_is_refused_before_reading(client, settings):
     body = b"x" * (settings.max_body_bytes + 1)
-    r = await client.post("/v1/auth/login", content=body, headers={"content-type": "application/json"})
+    r = await client.post(
+        "/v1/auth/login", content=body, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert r.json()["code"] == "PAYLOAD_TOO_LARGE"
 
@@ -68,7 +70,12 @@ async def test_non_bearer_authorization_is_401(client):
 async def test_token_with_unknown_role_claim_is_401(client, factory):
     person = await factory.person("user")
     token = jwt.encode(
-        {"sub": person.id, "role": "postgres", "aud": "authenticated", "exp": int(time.time()) + 60},
+        {
+            "sub": person.id,
+            "role": "postgres",
+            "aud": "authenticated",
+            "exp": int(time.time()) + 60,
+        },
         TEST_JWT_SECRET,
         algorithm="HS256",
     )

@@ -13,14 +13,46 @@ DOMAIN = "demo.melhorsaude.example"
 q = Queries("melhor_saude", "demo.sql")
 
 SPECIALISTS = [
-    ("dra.marta", "Dra. Marta Sitoe", "Psicóloga clínica.", "saude_mental", "Africa/Maputo",
-     ["pt"], Decimal("1500.00"), "MZN"),
-    ("dr.joao", "Dr. João Tembe", "Fisioterapeuta e nutricionista.", "bem_estar_fisico",
-     "Africa/Maputo", ["pt", "en"], Decimal("1200.00"), "MZN"),
-    ("dra.ines", "Dra. Inês Carvalho", "Consultora financeira.", "assistencia_financeira",
-     "Europe/Lisbon", ["pt"], Decimal("45.00"), "EUR"),
-    ("dr.paulo", "Dr. Paulo Macuácua", "Advogado.", "assistencia_juridica", "Africa/Maputo",
-     ["pt"], Decimal("1800.00"), "MZN"),
+    (
+        "dra.marta",
+        "Dra. Marta Sitoe",
+        "Psicóloga clínica.",
+        "saude_mental",
+        "Africa/Maputo",
+        ["pt"],
+        Decimal("1500.00"),
+        "MZN",
+    ),
+    (
+        "dr.joao",
+        "Dr. João Tembe",
+        "Fisioterapeuta e nutricionista.",
+        "bem_estar_fisico",
+        "Africa/Maputo",
+        ["pt", "en"],
+        Decimal("1200.00"),
+        "MZN",
+    ),
+    (
+        "dra.ines",
+        "Dra. Inês Carvalho",
+        "Consultora financeira.",
+        "assistencia_financeira",
+        "Europe/Lisbon",
+        ["pt"],
+        Decimal("45.00"),
+        "EUR",
+    ),
+    (
+        "dr.paulo",
+        "Dr. Paulo Macuácua",
+        "Advogado.",
+        "assistencia_juridica",
+        "Africa/Maputo",
+        ["pt"],
+        Decimal("1800.00"),
+        "MZN",
+    ),
 ]
 SESSION_TYPES = {
     "saude_mental": "Consulta de psicologia",
@@ -40,33 +72,51 @@ async def seed_demo_data(settings: Settings, urls: DatabaseUrls) -> list[str]:
         async with transaction(pool, SERVICE) as conn:
 
             async def account(local: str, name: str) -> str:
-                row = await q.one(conn, "demo_user", email=f"{local}@{DOMAIN}",
-                                  password_hash=password_hash, full_name=name)
+                row = await q.one(
+                    conn,
+                    "demo_user",
+                    email=f"{local}@{DOMAIN}",
+                    password_hash=password_hash,
+                    full_name=name,
+                )
                 assert row is not None
                 return str(row["id"])
 
             admin = await account("admin", "Administrador Demo")
             await q.run(conn, "demo_role", user_id=admin, role="admin", company_id=None)
-            company_row = await q.one(conn, "demo_company", name="Empresa Demo, Lda",
-                                      nuit="400000001", contact_email=f"rh@{DOMAIN}")
+            company_row = await q.one(
+                conn,
+                "demo_company",
+                name="Empresa Demo, Lda",
+                nuit="400000001",
+                contact_email=f"rh@{DOMAIN}",
+            )
             assert company_row is not None
             company = str(company_row["id"])
             hr = await account("rh", "Recursos Humanos Demo")
             await q.run(conn, "demo_role", user_id=hr, role="hr", company_id=company)
-            for local, name in (("ana", "Ana Mussa"), ("bruno", "Bruno Cossa"),
-                                ("carla", "Carla Nhantumbo")):
+            for local, name in (
+                ("ana", "Ana Mussa"),
+                ("bruno", "Bruno Cossa"),
+                ("carla", "Carla Nhantumbo"),
+            ):
                 employee = await account(local, name)
                 await q.run(conn, "demo_role", user_id=employee, role="user", company_id=None)
                 await q.run(conn, "demo_member", company_id=company, user_id=employee)
             for local, name, bio, pillar, tz, languages, amount, currency in SPECIALISTS:
                 person = await account(local, name)
-                await q.run(conn, "demo_role", user_id=person, role="specialist",
-                            company_id=None)
-                await q.one(conn, "demo_session_type", name=SESSION_TYPES[pillar],
-                            pillar=pillar)
-                created = await q.one(conn, "demo_specialist", id=person, display_name=name,
-                                      bio=bio, pillars=[pillar], languages=languages,
-                                      timezone=tz)
+                await q.run(conn, "demo_role", user_id=person, role="specialist", company_id=None)
+                await q.one(conn, "demo_session_type", name=SESSION_TYPES[pillar], pillar=pillar)
+                created = await q.one(
+                    conn,
+                    "demo_specialist",
+                    id=person,
+                    display_name=name,
+                    bio=bio,
+                    pillars=[pillar],
+                    languages=languages,
+                    timezone=tz,
+                )
                 if created is not None:  # first run only: hours and rate
                     await q.run(conn, "demo_hours", id=person)
                     await q.run(conn, "demo_rate", id=person, amount=amount, currency=currency)

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import psycopg
 import structlog
 from fastapi import Depends, FastAPI, Request
-from psycopg_pool import AsyncConnectionPool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

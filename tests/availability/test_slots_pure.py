@@ -22,12 +22,31 @@ FAR_PAST = datetime(2000, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def slots(tz, weekly, *, start, days=1, exceptions=(), busy=(), duration=HOUR,  # type: ignore[no-untyped-def]
-          buffer=timedelta(0), earliest=FAR_PAST, latest=FAR_FUTURE):
+def slots(
+    tz,
+    weekly,
+    *,
+    start,
+    days=1,
+    exceptions=(),
+    busy=(),
+    duration=HOUR,  # type: ignore[no-untyped-def]
+    buffer=timedelta(0),
+    earliest=FAR_PAST,
+    latest=FAR_FUTURE,
+):
     window = (start, start + timedelta(days=days))
-    return compute_slots(tz=tz, weekly=list(weekly), exceptions=list(exceptions),
-                         busy=list(busy), duration=duration, buffer=buffer, window=window,
-                         earliest_start=earliest, latest_start=latest)
+    return compute_slots(
+        tz=tz,
+        weekly=list(weekly),
+        exceptions=list(exceptions),
+        busy=list(busy),
+        duration=duration,
+        buffer=buffer,
+        window=window,
+        earliest_start=earliest,
+        latest_start=latest,
+    )
 
 
 def local_hours(result, tz):  # type: ignore[no-untyped-def]
@@ -36,8 +55,9 @@ def local_hours(result, tz):  # type: ignore[no-untyped-def]
 
 def test_weekly_hours_give_back_to_back_sessions():
     # 2027-03-01 is a Monday.
-    result = slots(MAPUTO, [WeeklyHours(1, time(9), time(12))],
-                   start=datetime(2027, 3, 1, tzinfo=MAPUTO))
+    result = slots(
+        MAPUTO, [WeeklyHours(1, time(9), time(12))], start=datetime(2027, 3, 1, tzinfo=MAPUTO)
+    )
     assert local_hours(result, MAPUTO) == ["03-01 09:00", "03-01 10:00", "03-01 11:00"]
     assert result[0].starts_at == datetime(2027, 3, 1, 7, tzinfo=UTC)
 
@@ -65,8 +85,9 @@ def test_full_and_partial_day_exceptions_block():
         AvailabilityException(date(2027, 3, 2), False, True),
         AvailabilityException(date(2027, 3, 3), False, False, time(10), time(12)),
     ]
-    result = slots(MAPUTO, weekly, start=datetime(2027, 3, 2, tzinfo=MAPUTO), days=2,
-                   exceptions=exceptions)
+    result = slots(
+        MAPUTO, weekly, start=datetime(2027, 3, 2, tzinfo=MAPUTO), days=2, exceptions=exceptions
+    )
     assert local_hours(result, MAPUTO) == ["03-03 09:00", "03-03 12:00"]
 
 
@@ -89,10 +110,20 @@ def test_busy_time_and_buffers_remove_slots():
 def test_notice_and_horizon():
     weekly = [WeeklyHours(d, time(9), time(12)) for d in range(1, 8)]
     start = datetime(2027, 3, 1, tzinfo=MAPUTO)
-    result = slots(MAPUTO, weekly, start=start, days=3,
-                   earliest=start + timedelta(hours=10), latest=start + timedelta(days=1, hours=10))
-    assert local_hours(result, MAPUTO) == ["03-01 10:00", "03-01 11:00", "03-02 09:00",
-                                           "03-02 10:00"]
+    result = slots(
+        MAPUTO,
+        weekly,
+        start=start,
+        days=3,
+        earliest=start + timedelta(hours=10),
+        latest=start + timedelta(days=1, hours=10),
+    )
+    assert local_hours(result, MAPUTO) == [
+        "03-01 10:00",
+        "03-01 11:00",
+        "03-02 09:00",
+        "03-02 10:00",
+    ]
 
 
 weekly_strategy = st.lists(
@@ -102,19 +133,25 @@ weekly_strategy = st.lists(
     max_size=6,
 )
 exception_strategy = st.lists(
-    st.tuples(st.integers(0, 9), st.booleans(), st.booleans(), st.integers(0, 22),
-              st.integers(1, 6)).map(
+    st.tuples(
+        st.integers(0, 9), st.booleans(), st.booleans(), st.integers(0, 22), st.integers(1, 6)
+    ).map(
         lambda t: AvailabilityException(
-            date(2027, 3, 24) + timedelta(days=t[0]), t[1], t[2],
-            None if t[2] else time(t[3]), None if t[2] else time(min(23, t[3] + t[4])),
+            date(2027, 3, 24) + timedelta(days=t[0]),
+            t[1],
+            t[2],
+            None if t[2] else time(t[3]),
+            None if t[2] else time(min(23, t[3] + t[4])),
         )
     ),
     max_size=6,
 )
 busy_strategy = st.lists(
     st.tuples(st.integers(0, 10 * 24 * 4), st.integers(1, 12)).map(
-        lambda t: (datetime(2027, 3, 24, tzinfo=UTC) + timedelta(minutes=15 * t[0]),
-                   datetime(2027, 3, 24, tzinfo=UTC) + timedelta(minutes=15 * (t[0] + t[1])))
+        lambda t: (
+            datetime(2027, 3, 24, tzinfo=UTC) + timedelta(minutes=15 * t[0]),
+            datetime(2027, 3, 24, tzinfo=UTC) + timedelta(minutes=15 * (t[0] + t[1])),
+        )
     ),
     max_size=8,
 )
@@ -134,11 +171,24 @@ def test_properties_of_every_slot(weekly, exceptions, busy, zone, duration, buff
     start = datetime(2027, 3, 25, tzinfo=UTC)
     window = (start, start + timedelta(days=7))
     d, b = timedelta(minutes=duration), timedelta(minutes=buffer)
-    result = compute_slots(tz=tz, weekly=weekly, exceptions=exceptions, busy=busy, duration=d,
-                           buffer=b, window=window, earliest_start=FAR_PAST,
-                           latest_start=FAR_FUTURE)
-    free = available_time(tz=tz, weekly=weekly, exceptions=exceptions,
-                          first_day=date(2027, 3, 23), last_day=date(2027, 4, 3))
+    result = compute_slots(
+        tz=tz,
+        weekly=weekly,
+        exceptions=exceptions,
+        busy=busy,
+        duration=d,
+        buffer=b,
+        window=window,
+        earliest_start=FAR_PAST,
+        latest_start=FAR_FUTURE,
+    )
+    free = available_time(
+        tz=tz,
+        weekly=weekly,
+        exceptions=exceptions,
+        first_day=date(2027, 3, 23),
+        last_day=date(2027, 4, 3),
+    )
     blocking = [e for e in exceptions if not e.is_available]
     previous_end = None
     for slot in result:
@@ -151,8 +201,11 @@ def test_properties_of_every_slot(weekly, exceptions, busy, zone, duration, buff
         # ...nor over a blocking exception.
         for exc in blocking:
             day_start = datetime.combine(exc.day, exc.start or time(0), tzinfo=tz)
-            day_end = (datetime.combine(exc.day, exc.end, tzinfo=tz) if exc.end
-                       else datetime.combine(exc.day + timedelta(days=1), time(0), tzinfo=tz))
+            day_end = (
+                datetime.combine(exc.day, exc.end, tzinfo=tz)
+                if exc.end
+                else datetime.combine(exc.day + timedelta(days=1), time(0), tzinfo=tz)
+            )
             assert not (slot.starts_at < day_end and day_start < slot.ends_at)
         if previous_end is not None:
             assert slot.starts_at >= previous_end  # sorted, never overlapping

@@ -102,10 +102,12 @@ async def test_one_idempotency_key_one_booking_sequential_and_concurrent(client,
 
     key2 = {"Idempotency-Key": str(uuid.uuid4())}
     body2 = {"specialist_id": spec.id, "starts_at": iso(slot(hour=16))}
-    results = await asyncio.gather(*[
-        client.post("/v1/bookings", json=body2, headers={**ana.headers, **key2})
-        for _ in range(10)
-    ])
+    results = await asyncio.gather(
+        *[
+            client.post("/v1/bookings", json=body2, headers={**ana.headers, **key2})
+            for _ in range(10)
+        ]
+    )
     assert {r.status_code for r in results} == {201}
     assert len({r.json()["id"] for r in results}) == 1
     assert await _active_count(pool, spec.id) == 2
@@ -201,6 +203,7 @@ async def test_who_sees_a_booking(client, factory, pool):
                 "SELECT id FROM booking_status_history WHERE booking_id = %s", (booking["id"],)
             )
             assert await cur.fetchall() == []
-    mine = (await client.get("/v1/bookings", headers=spec.headers,
-                             params={"as": "specialist"})).json()
+    mine = (
+        await client.get("/v1/bookings", headers=spec.headers, params={"as": "specialist"})
+    ).json()
     assert [b["id"] for b in mine] == [booking["id"]]

@@ -21,9 +21,7 @@ async def test_a_user_cannot_see_or_change_another_users_rows_by_sql(pool, facto
         ):
             cur = await conn.execute(sql, (bruno.id,))
             assert await cur.fetchall() == [], sql
-        cur = await conn.execute(
-            "UPDATE users SET full_name = 'hacked' WHERE id = %s", (bruno.id,)
-        )
+        cur = await conn.execute("UPDATE users SET full_name = 'hacked' WHERE id = %s", (bruno.id,))
         assert cur.rowcount == 0
         # Own row is visible.
         cur = await conn.execute("SELECT email FROM users WHERE id = %s", (ana.id,))
@@ -97,15 +95,17 @@ async def test_me_cannot_change_email_or_roles(client, factory):
     ana = await factory.person("user")
     r = await client.patch("/v1/me", json={"email": "x@y.co"}, headers=ana.headers)
     assert r.status_code == 422
-    r = await client.patch("/v1/me", json={"full_name": "Ana", "roles": ["admin"]},
-                           headers=ana.headers)
+    r = await client.patch(
+        "/v1/me", json={"full_name": "Ana", "roles": ["admin"]}, headers=ana.headers
+    )
     assert r.status_code == 422
 
 
 async def test_terms_acceptance_is_recorded_once(client, factory):
     ana = await factory.person("user")
     for _ in range(2):
-        r = await client.post("/v1/me/terms", json={"document": "terms", "version": "2026-11"},
-                              headers=ana.headers)
+        r = await client.post(
+            "/v1/me/terms", json={"document": "terms", "version": "2026-11"}, headers=ana.headers
+        )
         assert r.status_code == 200
     assert [t["version"] for t in r.json()["terms"]] == ["2026-11"]

@@ -43,8 +43,9 @@ async def test_email_is_case_insensitive_and_unique(client):
 
 async def test_unverified_account_cannot_log_in(client):
     email = new_email()
-    await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD,
-                                               "full_name": "A"})
+    await client.post(
+        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "full_name": "A"}
+    )
     r = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert r.status_code == 403
     assert r.json()["code"] == "EMAIL_NOT_VERIFIED"
@@ -52,8 +53,9 @@ async def test_unverified_account_cannot_log_in(client):
 
 async def test_verification_token_works_once(client, mailbox):
     email = new_email()
-    await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD,
-                                               "full_name": "A"})
+    await client.post(
+        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "full_name": "A"}
+    )
     token = await mailbox.token(email, "verify_email")
     assert (await client.post("/v1/auth/verify", json={"token": token})).status_code == 204
     again = await client.post("/v1/auth/verify", json={"token": token})
@@ -63,8 +65,12 @@ async def test_verification_token_works_once(client, mailbox):
 
 @pytest.mark.parametrize(
     "extra",
-    [{"role": "admin"}, {"roles": ["admin"]}, {"app_metadata": {"role": "admin"}},
-     {"is_admin": True}],
+    [
+        {"role": "admin"},
+        {"roles": ["admin"]},
+        {"app_metadata": {"role": "admin"}},
+        {"is_admin": True},
+    ],
 )
 async def test_signup_cannot_grant_a_role(client, pool, extra):
     email = new_email()
@@ -137,10 +143,12 @@ async def test_failures_outside_the_window_do_not_lock(client, mailbox, pool):
 
 async def test_concurrent_failures_cannot_exceed_the_threshold_unlocked(client, mailbox):
     email, _ = await signup_verified(client, mailbox)
-    results = await asyncio.gather(*[
-        client.post("/v1/auth/login", json={"email": email, "password": "bad-pass!"})
-        for _ in range(8)
-    ])
+    results = await asyncio.gather(
+        *[
+            client.post("/v1/auth/login", json={"email": email, "password": "bad-pass!"})
+            for _ in range(8)
+        ]
+    )
     codes = sorted(r.status_code for r in results)
     assert codes.count(401) == 5
     assert codes.count(423) == 3
@@ -181,11 +189,12 @@ async def test_password_reset_end_to_end(client, mailbox):
         "/v1/auth/password-reset/confirm", json={"token": token, "new_password": "nova senha 123"}
     )
     assert done.status_code == 204
-    assert (await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-            ).status_code == 401
-    assert (await client.post("/v1/auth/login", json={"email": email,
-                                                      "password": "nova senha 123"})
-            ).status_code == 200
+    assert (
+        await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    ).status_code == 401
+    assert (
+        await client.post("/v1/auth/login", json={"email": email, "password": "nova senha 123"})
+    ).status_code == 200
     # Sessions from before the reset are gone; the token cannot be used twice.
     old = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert old.status_code == 401
@@ -202,8 +211,12 @@ def _token(claims: dict, secret: str = TEST_JWT_SECRET, alg: str = "HS256") -> s
 @pytest.mark.parametrize("case", ["expired", "forged", "none", "audience", "no_exp", "garbage"])
 async def test_bad_jwts_are_rejected(client, factory, case):
     person = await factory.person("user")
-    base = {"sub": person.id, "role": "authenticated", "aud": "authenticated",
-            "exp": int(time.time()) + 300}
+    base = {
+        "sub": person.id,
+        "role": "authenticated",
+        "aud": "authenticated",
+        "exp": int(time.time()) + 300,
+    }
     if case == "expired":
         token = _token({**base, "exp": int(time.time()) - 60})
     elif case == "forged":

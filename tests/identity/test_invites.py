@@ -31,14 +31,16 @@ async def test_hr_invites_employee_who_signs_up_into_the_company(client, factory
     company = await factory.company(seats=5)
     hr = await factory.person("hr", company_id=company)
     email = new_email()
-    r = await _invite(client, hr, role="user", company_id=company, email=email,
-                      session_allocation=4)
+    r = await _invite(
+        client, hr, role="user", company_id=company, email=email, session_allocation=4
+    )
     assert r.status_code == 201, r.text
     code = r.json()["code"]
     assert code in await mailbox.last(email, "invite")
     _, tokens = await signup_verified(client, mailbox, email=email, invite_code=code)
-    me = (await client.get("/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-                           )).json()
+    me = (
+        await client.get("/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    ).json()
     assert [m["company_id"] for m in me["memberships"]] == [company]
     assert me["memberships"][0]["session_allocation"] == 4
     members = await client.get(f"/v1/companies/{company}/members", headers=hr.headers)
@@ -55,9 +57,9 @@ async def test_hr_cannot_invite_beyond_seats_even_concurrently(client, factory):
     company = await factory.company(seats=3)
     hr = await factory.person("hr", company_id=company)
     await factory.person("user", company_id=company)  # one seat already taken
-    results = await asyncio.gather(*[
-        _invite(client, hr, role="user", company_id=company) for _ in range(8)
-    ])
+    results = await asyncio.gather(
+        *[_invite(client, hr, role="user", company_id=company) for _ in range(8)]
+    )
     codes = sorted(r.status_code for r in results)
     assert codes == [201, 201] + [409] * 6
     assert {r.json()["code"] for r in results if r.status_code == 409} == {"SEATS_EXHAUSTED"}
@@ -92,10 +94,9 @@ async def test_an_invite_works_once_even_with_concurrent_accepts(client, factory
     company = await factory.company()
     code = (await _invite(client, admin, role="hr", company_id=company)).json()["code"]
     people = [await factory.person() for _ in range(5)]
-    results = await asyncio.gather(*[
-        client.post("/v1/invites/accept", json={"code": code}, headers=p.headers)
-        for p in people
-    ])
+    results = await asyncio.gather(
+        *[client.post("/v1/invites/accept", json={"code": code}, headers=p.headers) for p in people]
+    )
     codes = sorted(r.status_code for r in results)
     assert codes == [204, 409, 409, 409, 409]
     winner = people[[r.status_code for r in results].index(204)]
@@ -111,22 +112,27 @@ async def test_expired_revoked_and_mismatched_invites(client, factory, pool):
     async with transaction(pool, SERVICE) as conn:
         await conn.execute(
             "UPDATE invites SET expires_at = now() - interval '1 second',"
-            " created_at = now() - interval '31 days' WHERE id = %s", (expired["id"],),
+            " created_at = now() - interval '31 days' WHERE id = %s",
+            (expired["id"],),
         )
-    r = await client.post("/v1/invites/accept", json={"code": expired["code"]},
-                          headers=person.headers)
+    r = await client.post(
+        "/v1/invites/accept", json={"code": expired["code"]}, headers=person.headers
+    )
     assert r.json()["code"] == "INVITE_EXPIRED"
     revoked = (await _invite(client, hr, role="user", company_id=company)).json()
     rv = await client.post(f"/v1/invites/{revoked['id']}/revoke", headers=hr.headers)
     assert rv.status_code == 200
     assert rv.json()["revoked_at"] is not None
-    r = await client.post("/v1/invites/accept", json={"code": revoked["code"]},
-                          headers=person.headers)
+    r = await client.post(
+        "/v1/invites/accept", json={"code": revoked["code"]}, headers=person.headers
+    )
     assert r.json()["code"] == "INVITE_REVOKED"
-    addressed = (await _invite(client, hr, role="user", company_id=company,
-                               email=new_email())).json()
-    r = await client.post("/v1/invites/accept", json={"code": addressed["code"]},
-                          headers=person.headers)
+    addressed = (
+        await _invite(client, hr, role="user", company_id=company, email=new_email())
+    ).json()
+    r = await client.post(
+        "/v1/invites/accept", json={"code": addressed["code"]}, headers=person.headers
+    )
     assert r.json()["code"] == "INVITE_EMAIL_MISMATCH"
     r = await client.post("/v1/invites/accept", json={"code": "x" * 43}, headers=person.headers)
     assert r.status_code == 404
@@ -145,28 +151,35 @@ async def test_deactivated_company_takes_no_invites(client, factory):
         "COMPANY_INACTIVE"
     )
     person = await factory.person()
-    r = await client.post("/v1/invites/accept", json={"code": pending["code"]},
-                          headers=person.headers)
+    r = await client.post(
+        "/v1/invites/accept", json={"code": pending["code"]}, headers=person.headers
+    )
     assert r.json()["code"] == "COMPANY_INACTIVE"
 
 
 async def test_admin_grants_and_revokes_roles_with_immediate_effect(client, factory):
     admin = await factory.person("admin")
     deputy = await factory.person("user")
-    r = await client.post(f"/v1/admin/users/{deputy.id}/roles", json={"role": "admin"},
-                          headers=admin.headers)
+    r = await client.post(
+        f"/v1/admin/users/{deputy.id}/roles", json={"role": "admin"}, headers=admin.headers
+    )
     assert r.status_code == 200
     assert (await client.get("/v1/companies", headers=deputy.headers)).status_code == 200
     body = {"name": "Deputy Co", "employee_seats": 1}
-    assert (await client.post("/v1/companies", json=body, headers=deputy.headers)
-            ).status_code == 201
+    assert (
+        await client.post("/v1/companies", json=body, headers=deputy.headers)
+    ).status_code == 201
     r = await client.delete(f"/v1/admin/users/{deputy.id}/roles/admin", headers=admin.headers)
     assert r.status_code == 200
     # Same (still unexpired) token: the role is gone because policies read user_roles.
-    assert (await client.post("/v1/companies", json=body, headers=deputy.headers)
-            ).status_code == 403
-    assert (await client.post(f"/v1/admin/users/{admin.id}/roles", json={"role": "admin"},
-                              headers=deputy.headers)).status_code == 403
+    assert (
+        await client.post("/v1/companies", json=body, headers=deputy.headers)
+    ).status_code == 403
+    assert (
+        await client.post(
+            f"/v1/admin/users/{admin.id}/roles", json={"role": "admin"}, headers=deputy.headers
+        )
+    ).status_code == 403
 
 
 async def test_hr_changes_allocation_of_own_employee_only(client, factory):
@@ -175,11 +188,17 @@ async def test_hr_changes_allocation_of_own_employee_only(client, factory):
     hr = await factory.person("hr", company_id=company)
     mine = await factory.person("user", company_id=company, allocation=2)
     foreign = await factory.person("user", company_id=other, allocation=2)
-    r = await client.patch(f"/v1/companies/{company}/members/{mine.id}",
-                           json={"session_allocation": 6}, headers=hr.headers)
+    r = await client.patch(
+        f"/v1/companies/{company}/members/{mine.id}",
+        json={"session_allocation": 6},
+        headers=hr.headers,
+    )
     assert r.status_code == 204
-    r = await client.patch(f"/v1/companies/{other}/members/{foreign.id}",
-                           json={"session_allocation": 6}, headers=hr.headers)
+    r = await client.patch(
+        f"/v1/companies/{other}/members/{foreign.id}",
+        json={"session_allocation": 6},
+        headers=hr.headers,
+    )
     assert r.status_code == 403
     me = (await client.get("/v1/me", headers=mine.headers)).json()
     assert me["memberships"][0]["session_allocation"] == 6

@@ -12,13 +12,20 @@ from melhor_saude.availability import schemas, service
 from melhor_saude.web import ClientDep, UserDep, UserTxDep
 
 router = APIRouter(prefix="/v1", tags=["availability"])
-Bound = Annotated[str, Query(min_length=10, max_length=40,
-                             description="A date (specialist-local) or an instant with offset")]
+Bound = Annotated[
+    str,
+    Query(
+        min_length=10,
+        max_length=40,
+        description="A date (specialist-local) or an instant with offset",
+    ),
+]
 
 
 @router.get("/specialists/{specialist_id}/slots")
 async def list_slots(
-    specialist_id: UUID, conn: UserTxDep,
+    specialist_id: UUID,
+    conn: UserTxDep,
     from_: Annotated[str, Query(alias="from", min_length=10, max_length=40)],
     to: Bound,
 ) -> schemas.SlotsOut:
@@ -28,7 +35,10 @@ async def list_slots(
 
 @router.post("/specialists/{specialist_id}/exceptions", status_code=201)
 async def create_exceptions(
-    specialist_id: UUID, body: schemas.ExceptionIn, caller: UserDep, conn: UserTxDep,
+    specialist_id: UUID,
+    body: schemas.ExceptionIn,
+    caller: UserDep,
+    conn: UserTxDep,
     client: ClientDep,
 ) -> schemas.ExceptionsCreatedOut:
     """Block (or open) one date or a range; lists the bookings a block affects and, with
@@ -38,7 +48,9 @@ async def create_exceptions(
 
 @router.get("/specialists/{specialist_id}/exceptions")
 async def list_exceptions(
-    specialist_id: UUID, caller: UserDep, conn: UserTxDep,
+    specialist_id: UUID,
+    caller: UserDep,
+    conn: UserTxDep,
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
 ) -> list[schemas.ExceptionOut]:
@@ -50,7 +62,10 @@ async def list_exceptions(
 
 @router.delete("/specialists/{specialist_id}/exceptions/{exception_id}", status_code=204)
 async def delete_exception(
-    specialist_id: UUID, exception_id: UUID, caller: UserDep, conn: UserTxDep,
+    specialist_id: UUID,
+    exception_id: UUID,
+    caller: UserDep,
+    conn: UserTxDep,
     client: ClientDep,
 ) -> Response:
     """Remove an exception."""

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from melhor_saude import errors
@@ -77,17 +78,30 @@ class Schedule:
     busy: list[tuple[datetime, datetime, str | None]]
 
     def slots(
-        self, window: Interval, now: datetime, *, duration: timedelta | None = None,
-        ignore_booking_id: str | None = None, ignore_bookings: bool = False,
+        self,
+        window: Interval,
+        now: datetime,
+        *,
+        duration: timedelta | None = None,
+        ignore_booking_id: str | None = None,
+        ignore_bookings: bool = False,
     ) -> list[Slot]:
         """Bookable slots starting inside `window`, as seen at `now`."""
-        busy = [] if ignore_bookings else [
-            (s, e) for s, e, b in self.busy if b is None or b != ignore_booking_id
-        ]
+        busy = (
+            []
+            if ignore_bookings
+            else [(s, e) for s, e, b in self.busy if b is None or b != ignore_booking_id]
+        )
         return compute_slots(
-            tz=self.tz, weekly=self.weekly, exceptions=self.exceptions, busy=busy,
-            duration=duration or self.duration, buffer=self.buffer, window=window,
-            earliest_start=now + self.min_notice, latest_start=now + self.horizon,
+            tz=self.tz,
+            weekly=self.weekly,
+            exceptions=self.exceptions,
+            busy=busy,
+            duration=duration or self.duration,
+            buffer=self.buffer,
+            window=window,
+            earliest_start=now + self.min_notice,
+            latest_start=now + self.horizon,
         )
 
 
@@ -103,9 +117,13 @@ async def load_schedule(conn: Conn, specialist_id: str, window: Interval) -> Sch
     """Read hours, exceptions and busy ranges around `window` in one round trip."""
     start, end = window
     row = await q.one(
-        conn, "schedule", id=specialist_id,
-        first_day=(start - timedelta(days=2)).date(), last_day=(end + timedelta(days=2)).date(),
-        busy_from=start - timedelta(days=1), busy_to=end + timedelta(days=1),
+        conn,
+        "schedule",
+        id=specialist_id,
+        first_day=(start - timedelta(days=2)).date(),
+        last_day=(end + timedelta(days=2)).date(),
+        busy_from=start - timedelta(days=1),
+        busy_to=end + timedelta(days=1),
     )
     if row is None:
         raise SpecialistNotFound()
@@ -119,8 +137,10 @@ async def load_schedule(conn: Conn, specialist_id: str, window: Interval) -> Sch
         is_active=row["is_active"],
         pillars=list(row["pillars"]),
         modes=list(row["modes"]),
-        weekly=[WeeklyHours(w, time.fromisoformat(s), time.fromisoformat(e))
-                for w, s, e in _json(row["hours"])],
+        weekly=[
+            WeeklyHours(w, time.fromisoformat(s), time.fromisoformat(e))
+            for w, s, e in _json(row["hours"])
+        ],
         exceptions=[
             AvailabilityException(date.fromisoformat(d), avail, all_day, _time(s), _time(e))
             for d, avail, all_day, s, e in _json(row["exceptions"])
@@ -170,9 +190,12 @@ async def list_slots(
     if end - start > MAX_WINDOW:
         raise WindowTooLarge()
     if not schedule.is_active:
-        return schemas.SlotsOut(specialist_id=specialist_id, timezone=str(schedule.tz),
-                                duration_minutes=int(schedule.duration.total_seconds() // 60),
-                                slots=[])
+        return schemas.SlotsOut(
+            specialist_id=specialist_id,
+            timezone=str(schedule.tz),
+            duration_minutes=int(schedule.duration.total_seconds() // 60),
+            slots=[],
+        )
     slots = schedule.slots((start, end), now)
     return schemas.SlotsOut(
         specialist_id=specialist_id,
@@ -180,7 +203,8 @@ async def list_slots(
         duration_minutes=int(schedule.duration.total_seconds() // 60),
         slots=[
             schemas.SlotOut(
-                starts_at=s.starts_at, ends_at=s.ends_at,
+                starts_at=s.starts_at,
+                ends_at=s.ends_at,
                 local_starts_at=s.starts_at.astimezone(schedule.tz),
                 local_ends_at=s.ends_at.astimezone(schedule.tz),
             )
@@ -190,28 +214,37 @@ async def list_slots(
 
 
 async def assert_bookable(
-    conn: Conn, *, specialist_id: str, starts_at: datetime, ends_at: datetime, now: datetime,
-    ignore_booking_id: str | None = None, schedule: Schedule | None = None,
+    conn: Conn,
+    *,
+    specialist_id: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    now: datetime,
+    ignore_booking_id: str | None = None,
+    schedule: Schedule | None = None,
 ) -> Schedule:
     """Refuse unless [starts_at, ends_at) is exactly a slot the slots endpoint would offer."""
     window = (starts_at - timedelta(minutes=1), starts_at + timedelta(minutes=1))
     schedule = schedule or await load_schedule(conn, specialist_id, window)
     if not schedule.is_active:
         raise SpecialistInactive()
-    offered = schedule.slots(window, now, duration=ends_at - starts_at,
-                             ignore_booking_id=ignore_booking_id)
+    offered = schedule.slots(
+        window, now, duration=ends_at - starts_at, ignore_booking_id=ignore_booking_id
+    )
     if any(s.starts_at == starts_at and s.ends_at == ends_at for s in offered):
         return schedule
     # On the grid but taken (a lost race, or a stale slot list): say so plainly.
-    free_calendar = schedule.slots(window, now, duration=ends_at - starts_at,
-                                   ignore_bookings=True)
+    free_calendar = schedule.slots(window, now, duration=ends_at - starts_at, ignore_bookings=True)
     if any(s.starts_at == starts_at and s.ends_at == ends_at for s in free_calendar):
         raise SlotTaken()
     raise OutsideAvailability(starts_at=starts_at.isoformat())
 
 
 async def create_exceptions(
-    conn: Conn, caller: Caller, specialist_id: str, body: schemas.ExceptionIn,
+    conn: Conn,
+    caller: Caller,
+    specialist_id: str,
+    body: schemas.ExceptionIn,
     client: ClientInfo,
 ) -> schemas.ExceptionsCreatedOut:
     """Add an exception for one date or a range; report (or cancel) bookings it blocks."""
@@ -223,13 +256,21 @@ async def create_exceptions(
         raise errors.InvalidRequest(f"A range covers at most {MAX_EXCEPTION_DAYS} days")
     if body.all_day and (body.start_time or body.end_time):
         raise errors.InvalidRequest("An all-day exception has no start_time/end_time")
-    if not body.all_day and (body.start_time is None or body.end_time is None
-                             or body.end_time <= body.start_time):
+    if not body.all_day and (
+        body.start_time is None or body.end_time is None or body.end_time <= body.start_time
+    ):
         raise errors.InvalidRequest("A partial-day exception needs start_time < end_time")
     rows = await q.all(
-        conn, "insert_exceptions", specialist_id=specialist_id, start_date=body.start_date,
-        end_date=end_date, is_available=body.is_available, reason=body.reason,
-        all_day=body.all_day, start_time=body.start_time, end_time=body.end_time,
+        conn,
+        "insert_exceptions",
+        specialist_id=specialist_id,
+        start_date=body.start_date,
+        end_date=end_date,
+        is_available=body.is_available,
+        reason=body.reason,
+        all_day=body.all_day,
+        start_time=body.start_time,
+        end_time=body.end_time,
         notes=body.notes,
     )
     affected: list[dict[str, Any]] = []
@@ -242,15 +283,20 @@ async def create_exceptions(
             cancelled = await cancel_for_specialist_absence(
                 conn, caller, [str(b["id"]) for b in affected], body.reason, client
             )
-    await audit.record(conn, action="availability.exception_created", actor_id=caller.user_id,
-                       entity_type="specialist", entity_id=specialist_id,
-                       new=body.model_dump(mode="json", exclude={"notes"}),
-                       details={"dates": len(rows), "affected": len(affected),
-                                "cancelled": len(cancelled)}, client=client)
+    await audit.record(
+        conn,
+        action="availability.exception_created",
+        actor_id=caller.user_id,
+        entity_type="specialist",
+        entity_id=specialist_id,
+        new=body.model_dump(mode="json", exclude={"notes"}),
+        details={"dates": len(rows), "affected": len(affected), "cancelled": len(cancelled)},
+        client=client,
+    )
     return schemas.ExceptionsCreatedOut(
         exceptions=[schemas.ExceptionOut(**r, notes=body.notes) for r in rows],
         affected_bookings=[schemas.AffectedBooking(**b) for b in affected],
-        cancelled_bookings=cancelled,  # type: ignore[arg-type]
+        cancelled_bookings=[UUID(c) for c in cancelled],
     )
 
 
@@ -260,31 +306,41 @@ async def _bookings_blocked_by(
     tz = ZoneInfo((await get_specialist(conn, specialist_id))["timezone"])
     blocks = union(
         (
-            datetime.combine(r["exception_date"], r["start_time"] or time(0), tzinfo=tz)
-            .astimezone(UTC),
+            datetime.combine(r["exception_date"], r["start_time"] or time(0), tzinfo=tz).astimezone(
+                UTC
+            ),
             datetime.combine(r["exception_date"], r["end_time"], tzinfo=tz).astimezone(UTC)
             if r["end_time"]
-            else datetime.combine(r["exception_date"] + timedelta(days=1), time(0), tzinfo=tz)
-            .astimezone(UTC),
+            else datetime.combine(
+                r["exception_date"] + timedelta(days=1), time(0), tzinfo=tz
+            ).astimezone(UTC),
         )
         for r in rows
     )
     if not blocks:
         return []
-    candidates = await q.all(conn, "affected_bookings", specialist_id=specialist_id,
-                             **{"from": blocks[0][0], "to": blocks[-1][1]})
-    return [b for b in candidates
-            if any(b["starts_at"] < e and b["ends_at"] > s for s, e in blocks)]
+    candidates = await q.all(
+        conn,
+        "affected_bookings",
+        specialist_id=specialist_id,
+        **{"from": blocks[0][0], "to": blocks[-1][1]},
+    )
+    return [
+        b for b in candidates if any(b["starts_at"] < e and b["ends_at"] > s for s, e in blocks)
+    ]
 
 
 async def list_exceptions(
     conn: Conn, caller: Caller, specialist_id: str, from_date: date, to_date: date
 ) -> list[schemas.ExceptionOut]:
     """Exceptions in a date range; notes only for the specialist and admins."""
-    rows = await q.all(conn, "list_exceptions", specialist_id=specialist_id,
-                       from_date=from_date, to_date=to_date)
-    notes = {str(r["id"]): r["notes"] for r in await q.all(
-        conn, "exception_notes", ids=[str(r["id"]) for r in rows])}
+    rows = await q.all(
+        conn, "list_exceptions", specialist_id=specialist_id, from_date=from_date, to_date=to_date
+    )
+    notes = {
+        str(r["id"]): r["notes"]
+        for r in await q.all(conn, "exception_notes", ids=[str(r["id"]) for r in rows])
+    }
     return [schemas.ExceptionOut(**r, notes=notes.get(str(r["id"]))) for r in rows]
 
 
@@ -293,9 +349,13 @@ async def delete_exception(
 ) -> None:
     """Remove one exception (the specialist or an admin)."""
     await require_self_or_admin(conn, caller, specialist_id)
-    if await q.one(conn, "delete_exception", id=exception_id,
-                   specialist_id=specialist_id) is None:
+    if await q.one(conn, "delete_exception", id=exception_id, specialist_id=specialist_id) is None:
         raise ExceptionNotFound()
-    await audit.record(conn, action="availability.exception_deleted", actor_id=caller.user_id,
-                       entity_type="availability_exception", entity_id=exception_id,
-                       client=client)
+    await audit.record(
+        conn,
+        action="availability.exception_deleted",
+        actor_id=caller.user_id,
+        entity_type="availability_exception",
+        entity_id=exception_id,
+        client=client,
+    )

@@ -14,16 +14,27 @@ from melhor_saude.booking import schemas, service
 from melhor_saude.web import ClientDep, SettingsDep, UserDep, UserTxDep
 
 router = APIRouter(prefix="/v1", tags=["bookings"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
-                                               max_length=200)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+]
 
 
-@router.post("/bookings", status_code=201, response_model=schemas.BookingOut,
-             responses={409: {"description": "SLOT_TAKEN, NO_CREDITS_LEFT"},
-                        422: {"description": "OUTSIDE_AVAILABILITY, INVALID_REQUEST"}})
+@router.post(
+    "/bookings",
+    status_code=201,
+    response_model=schemas.BookingOut,
+    responses={
+        409: {"description": "SLOT_TAKEN, NO_CREDITS_LEFT"},
+        422: {"description": "OUTSIDE_AVAILABILITY, INVALID_REQUEST"},
+    },
+)
 async def create_booking(
-    body: schemas.BookingIn, caller: UserDep, conn: UserTxDep, settings: SettingsDep,
-    client: ClientDep, idempotency_key: IdempotencyKey = None,
+    body: schemas.BookingIn,
+    caller: UserDep,
+    conn: UserTxDep,
+    settings: SettingsDep,
+    client: ClientDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Book a free slot. A repeated `Idempotency-Key` returns the first result."""
     status, payload = await service.create_booking_idempotent(
@@ -34,7 +45,8 @@ async def create_booking(
 
 @router.get("/bookings")
 async def list_bookings(
-    caller: UserDep, conn: UserTxDep,
+    caller: UserDep,
+    conn: UserTxDep,
     status: schemas.Status | None = None,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: AwareDatetime | None = None,
@@ -43,8 +55,9 @@ async def list_bookings(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[schemas.BookingOut]:
     """Your bookings (as user or as specialist; admins see all)."""
-    return await service.list_bookings(conn, caller, status=status, from_=from_, to=to,
-                                       role=role, limit=limit, offset=offset)
+    return await service.list_bookings(
+        conn, caller, status=status, from_=from_, to=to, role=role, limit=limit, offset=offset
+    )
 
 
 @router.get("/bookings/{booking_id}")
@@ -61,37 +74,52 @@ async def booking_history(booking_id: UUID, conn: UserTxDep) -> list[schemas.His
 
 @router.post("/bookings/{booking_id}/confirm")
 async def confirm(
-    booking_id: UUID, caller: UserDep, conn: UserTxDep, client: ClientDep,
+    booking_id: UUID,
+    caller: UserDep,
+    conn: UserTxDep,
+    client: ClientDep,
     body: schemas.TransitionIn | None = None,
 ) -> schemas.BookingOut:
     """Confirm a pending booking (its specialist)."""
-    return await service.transition(conn, caller, str(booking_id), "confirmed",
-                                    body.reason if body else None, client)
+    return await service.transition(
+        conn, caller, str(booking_id), "confirmed", body.reason if body else None, client
+    )
 
 
 @router.post("/bookings/{booking_id}/complete")
 async def complete(
-    booking_id: UUID, caller: UserDep, conn: UserTxDep, client: ClientDep,
+    booking_id: UUID,
+    caller: UserDep,
+    conn: UserTxDep,
+    client: ClientDep,
     body: schemas.TransitionIn | None = None,
 ) -> schemas.BookingOut:
     """Mark a confirmed session completed (its specialist); the credit is consumed."""
-    return await service.transition(conn, caller, str(booking_id), "completed",
-                                    body.reason if body else None, client)
+    return await service.transition(
+        conn, caller, str(booking_id), "completed", body.reason if body else None, client
+    )
 
 
 @router.post("/bookings/{booking_id}/no-show")
 async def no_show(
-    booking_id: UUID, caller: UserDep, conn: UserTxDep, client: ClientDep,
+    booking_id: UUID,
+    caller: UserDep,
+    conn: UserTxDep,
+    client: ClientDep,
     body: schemas.TransitionIn | None = None,
 ) -> schemas.BookingOut:
     """Mark that the user did not attend (its specialist); the credit is consumed."""
-    return await service.transition(conn, caller, str(booking_id), "no_show",
-                                    body.reason if body else None, client)
+    return await service.transition(
+        conn, caller, str(booking_id), "no_show", body.reason if body else None, client
+    )
 
 
 @router.post("/bookings/{booking_id}/reschedule")
 async def reschedule(
-    booking_id: UUID, body: schemas.RescheduleIn, caller: UserDep, conn: UserTxDep,
+    booking_id: UUID,
+    body: schemas.RescheduleIn,
+    caller: UserDep,
+    conn: UserTxDep,
     client: ClientDep,
 ) -> schemas.BookingOut:
     """Move to another free slot, keeping the booking and its history."""

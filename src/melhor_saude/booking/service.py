@@ -116,27 +116,43 @@ def request_hash(body: schemas.BookingIn) -> str:
 
 
 async def create_booking_idempotent(
-    conn: Conn, settings: Settings, caller: Caller, body: schemas.BookingIn,
-    idempotency_key: str | None, client: ClientInfo,
+    conn: Conn,
+    settings: Settings,
+    caller: Caller,
+    body: schemas.BookingIn,
+    idempotency_key: str | None,
+    client: ClientInfo,
 ) -> tuple[int, dict[str, Any]]:
     """`create_booking`, answering a repeated Idempotency-Key with the first result."""
     if idempotency_key is None:
         return 201, (await create_booking(conn, settings, caller, body, client)).model_dump(
-            mode="json")
+            mode="json"
+        )
     digest = request_hash(body)
-    claimed = await q.one(conn, "claim_idempotency_key", user_id=caller.user_id,
-                          key=idempotency_key, request_hash=digest)
+    claimed = await q.one(
+        conn,
+        "claim_idempotency_key",
+        user_id=caller.user_id,
+        key=idempotency_key,
+        request_hash=digest,
+    )
     if claimed is None:
-        stored = await q.one(conn, "stored_idempotency_key", user_id=caller.user_id,
-                             key=idempotency_key)
+        stored = await q.one(
+            conn, "stored_idempotency_key", user_id=caller.user_id, key=idempotency_key
+        )
         assert stored is not None  # the row we conflicted with is committed
         if stored["request_hash"] != digest:
             raise IdempotencyKeyReused()
         return int(stored["status_code"]), dict(stored["response"])
-    booking = (await create_booking(conn, settings, caller, body, client)).model_dump(
-        mode="json")
-    await q.run(conn, "store_idempotent_response", user_id=caller.user_id, key=idempotency_key,
-                status_code=201, response=Jsonb(booking))
+    booking = (await create_booking(conn, settings, caller, body, client)).model_dump(mode="json")
+    await q.run(
+        conn,
+        "store_idempotent_response",
+        user_id=caller.user_id,
+        key=idempotency_key,
+        status_code=201,
+        response=Jsonb(booking),
+    )
     return 201, booking
 
 
@@ -146,6 +162,8 @@ async def create_booking(
     """Book a free slot for the caller (admins may book any time, for anyone)."""
     is_admin, _ = await privileges(conn)
     user_id = str(body.user_id) if body.user_id else caller.user_id
+    if user_id is None:
+        raise errors.Forbidden("Bookings are made by a signed-in person")
     if user_id != caller.user_id and not is_admin:
         raise errors.Forbidden("You can only book sessions for yourself")
     specialist_id = str(body.specialist_id)
@@ -170,37 +188,60 @@ async def create_booking(
         if not schedule.is_active:
             raise SpecialistInactive()
     else:
-        await assert_bookable(conn, specialist_id=specialist_id, starts_at=starts_at,
-                              ends_at=ends_at, now=now, schedule=schedule)
+        await assert_bookable(
+            conn,
+            specialist_id=specialist_id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            now=now,
+            schedule=schedule,
+        )
     company_id, funding = await _funding(conn, user_id, body.funding)
     local_day = starts_at.astimezone(schedule.tz).date()
-    rate = await rate_in_force(conn, specialist_id=specialist_id,
-                               session_type_id=session_type_id, on=local_day)
+    rate = await rate_in_force(
+        conn, specialist_id=specialist_id, session_type_id=session_type_id, on=local_day
+    )
     price, currency = rate or (Decimal("0.00"), settings.default_currency)
     row = await q.one(
-        conn, "insert_booking", user_id=user_id, specialist_id=specialist_id,
-        company_id=company_id, pillar=pillar, session_type_id=session_type_id,
-        starts_at=starts_at, ends_at=ends_at,
-        buffer_minutes=int(schedule.buffer.total_seconds() // 60), mode=mode, price=price,
-        currency=currency, funding=funding,
+        conn,
+        "insert_booking",
+        user_id=user_id,
+        specialist_id=specialist_id,
+        company_id=company_id,
+        pillar=pillar,
+        session_type_id=session_type_id,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        buffer_minutes=int(schedule.buffer.total_seconds() // 60),
+        mode=mode,
+        price=price,
+        currency=currency,
+        funding=funding,
         cancellation_notice_hours=DEFAULT_CANCELLATION_NOTICE_HOURS,
     )
     assert row is not None
     if funding == "company_quota":
         await q.run(conn, "reserve_credit", booking_id=row["id"])
     booking = schemas.BookingOut(**row)
-    await audit.record(conn, action="booking.created", actor_id=caller.user_id,
-                       entity_type="booking", entity_id=str(booking.id),
-                       new={"starts_at": booking.starts_at.isoformat(), "funding": funding,
-                            "specialist_id": specialist_id, "user_id": user_id},
-                       client=client)
+    await audit.record(
+        conn,
+        action="booking.created",
+        actor_id=caller.user_id,
+        entity_type="booking",
+        entity_id=str(booking.id),
+        new={
+            "starts_at": booking.starts_at.isoformat(),
+            "funding": funding,
+            "specialist_id": specialist_id,
+            "user_id": user_id,
+        },
+        client=client,
+    )
     await _email(conn, str(booking.id), "booking_created")
     return booking
 
 
-async def _funding(
-    conn: Conn, user_id: str, requested: str | None
-) -> tuple[str | None, str]:
+async def _funding(conn: Conn, user_id: str, requested: str | None) -> tuple[str | None, str]:
     membership = await q.one(conn, "active_membership", user_id=user_id)
     if requested == "self_pay":
         return None, "self_pay"
@@ -223,9 +264,15 @@ async def _email(conn: Conn, booking_id: str, template: str) -> None:
 
     local = booking["starts_at"].astimezone(ZoneInfo(ctx["timezone"]))
     await enqueue_email(
-        conn, to=ctx["email"], template=template, user_id=str(booking["user_id"]),
-        params={"name": ctx["full_name"], "specialist": ctx["specialist"],
-                "starts_at_local": local.strftime("%d/%m/%Y %H:%M (%Z)")},
+        conn,
+        to=ctx["email"],
+        template=template,
+        user_id=str(booking["user_id"]),
+        params={
+            "name": ctx["full_name"],
+            "specialist": ctx["specialist"],
+            "starts_at_local": local.strftime("%d/%m/%Y %H:%M (%Z)"),
+        },
     )
 
 
@@ -238,12 +285,23 @@ async def get_booking(conn: Conn, booking_id: str) -> schemas.BookingOut:
 
 
 async def list_bookings(
-    conn: Conn, caller: Caller, *, status: str | None, from_: datetime | None,
-    to: datetime | None, role: str | None, limit: int, offset: int,
+    conn: Conn,
+    caller: Caller,
+    *,
+    status: str | None,
+    from_: datetime | None,
+    to: datetime | None,
+    role: str | None,
+    limit: int,
+    offset: int,
 ) -> list[schemas.BookingOut]:
     """The caller's bookings (as user, as specialist, or all for admins), newest first."""
     rows = await q.all(
-        conn, "list_bookings", status=status, limit=limit, offset=offset,
+        conn,
+        "list_bookings",
+        status=status,
+        limit=limit,
+        offset=offset,
         as_specialist=caller.user_id if role == "specialist" else None,
         as_user=caller.user_id if role == "user" else None,
         **{"from": from_, "to": to},
@@ -257,13 +315,20 @@ async def history(conn: Conn, booking_id: str) -> list[schemas.HistoryOut]:
     return [schemas.HistoryOut(**r) for r in await q.all(conn, "history", id=booking_id)]
 
 
-_SPECIALIST_STATUSES = {"confirmed": "booking.confirmed", "completed": "booking.completed",
-                        "no_show": "booking.no_show"}
+_SPECIALIST_STATUSES = {
+    "confirmed": "booking.confirmed",
+    "completed": "booking.completed",
+    "no_show": "booking.no_show",
+}
 _ALLOWED_FROM = {"confirmed": "pending", "completed": "confirmed", "no_show": "confirmed"}
 
 
 async def transition(
-    conn: Conn, caller: Caller, booking_id: str, status: str, reason: str | None,
+    conn: Conn,
+    caller: Caller,
+    booking_id: str,
+    status: str,
+    reason: str | None,
     client: ClientInfo,
 ) -> schemas.BookingOut:
     """Confirm, complete or mark a no-show (the booking's specialist or an admin)."""
@@ -280,9 +345,16 @@ async def transition(
     await q.run(conn, "set_status_reason", reason=reason or "")
     updated = await q.one(conn, "set_status", id=booking_id, status=status)
     assert updated is not None
-    await audit.record(conn, action=_SPECIALIST_STATUSES[status], actor_id=caller.user_id,
-                       entity_type="booking", entity_id=booking_id,
-                       old={"status": row["status"]}, new={"status": status}, client=client)
+    await audit.record(
+        conn,
+        action=_SPECIALIST_STATUSES[status],
+        actor_id=caller.user_id,
+        entity_type="booking",
+        entity_id=booking_id,
+        old={"status": row["status"]},
+        new={"status": status},
+        client=client,
+    )
     if status == "confirmed":
         await _email(conn, booking_id, "booking_confirmed")
     return schemas.BookingOut(**updated)
@@ -304,18 +376,29 @@ async def reschedule(
     starts_at = body.starts_at.astimezone(UTC)
     ends_at = starts_at + (row["ends_at"] - row["starts_at"])
     if not is_admin:
-        await assert_bookable(conn, specialist_id=str(row["specialist_id"]), starts_at=starts_at,
-                              ends_at=ends_at, now=now, ignore_booking_id=booking_id)
+        await assert_bookable(
+            conn,
+            specialist_id=str(row["specialist_id"]),
+            starts_at=starts_at,
+            ends_at=ends_at,
+            now=now,
+            ignore_booking_id=booking_id,
+        )
     elif starts_at <= now:
         raise BookingInPast()
     await q.run(conn, "set_status_reason", reason=body.reason or "rescheduled")
-    updated = await q.one(conn, "move_booking", id=booking_id, starts_at=starts_at,
-                          ends_at=ends_at)
+    updated = await q.one(conn, "move_booking", id=booking_id, starts_at=starts_at, ends_at=ends_at)
     assert updated is not None
-    await audit.record(conn, action="booking.rescheduled", actor_id=caller.user_id,
-                       entity_type="booking", entity_id=booking_id,
-                       old={"starts_at": row["starts_at"].isoformat()},
-                       new={"starts_at": starts_at.isoformat()}, client=client)
+    await audit.record(
+        conn,
+        action="booking.rescheduled",
+        actor_id=caller.user_id,
+        entity_type="booking",
+        entity_id=booking_id,
+        old={"starts_at": row["starts_at"].isoformat()},
+        new={"starts_at": starts_at.isoformat()},
+        client=client,
+    )
     await _email(conn, booking_id, "booking_rescheduled")
     return schemas.BookingOut(**updated)
 
@@ -340,14 +423,23 @@ async def cancel_for_specialist_absence(
     await q.run(conn, "set_status_reason", reason=f"specialist_unavailable:{reason}")
     for booking_id in booking_ids:
         row = await q.one(conn, "get_booking_for_update", id=booking_id)
-        if row is None or row["status"] not in ("pending", "confirmed") or row["starts_at"] <= _now():
+        if (
+            row is None
+            or row["status"] not in ("pending", "confirmed")
+            or row["starts_at"] <= _now()
+        ):
             continue
         await q.one(conn, "set_status", id=booking_id, status="cancelled")
         await release_credit(conn, booking_id)
-        await audit.record(conn, action="booking.cancelled", actor_id=caller.user_id,
-                           entity_type="booking", entity_id=booking_id,
-                           details={"policy": "by_specialist", "reason_code":
-                                    "specialist_unavailable"}, client=client)
+        await audit.record(
+            conn,
+            action="booking.cancelled",
+            actor_id=caller.user_id,
+            entity_type="booking",
+            entity_id=booking_id,
+            details={"policy": "by_specialist", "reason_code": "specialist_unavailable"},
+            client=client,
+        )
         await _email(conn, booking_id, "booking_cancelled")
         cancelled.append(booking_id)
     return cancelled

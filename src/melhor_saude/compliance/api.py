@@ -41,7 +41,10 @@ async def list_audit(
 ) -> list[AuditEntryOut]:
     """Audit entries: your own, or everyone's for admins; newest first."""
     rows = await audit.list_entries(
-        conn, actor_id=str(actor_id) if actor_id else None, action=action,
-        before_id=before_id, limit=limit,
+        conn,
+        actor_id=str(actor_id) if actor_id else None,
+        action=action,
+        before_id=before_id,
+        limit=limit,
     )
     return [AuditEntryOut(**r) for r in rows]

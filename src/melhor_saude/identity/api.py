@@ -102,7 +102,10 @@ async def accept_terms(
 
 @router.post("/invites", status_code=201, tags=["invites"])
 async def create_invite(
-    body: schemas.InviteIn, caller: UserDep, conn: UserTxDep, settings: SettingsDep,
+    body: schemas.InviteIn,
+    caller: UserDep,
+    conn: UserTxDep,
+    settings: SettingsDep,
     client: ClientDep,
 ) -> schemas.InviteCreatedOut:
     """Invite someone: admins invite HR and specialists; HR invites employees within seats."""
@@ -160,7 +163,10 @@ async def get_company(company_id: UUID, conn: UserTxDep) -> schemas.CompanyOut:
 
 @router.patch("/companies/{company_id}", tags=["companies"])
 async def update_company(
-    company_id: UUID, body: schemas.CompanyUpdateIn, caller: UserDep, conn: UserTxDep,
+    company_id: UUID,
+    body: schemas.CompanyUpdateIn,
+    caller: UserDep,
+    conn: UserTxDep,
     client: ClientDep,
 ) -> schemas.CompanyOut:
     """Change a company (admins)."""
@@ -185,8 +191,12 @@ async def list_members(
 
 @router.patch("/companies/{company_id}/members/{user_id}", status_code=204, tags=["companies"])
 async def set_allocation(
-    company_id: UUID, user_id: UUID, body: schemas.AllocationIn, caller: UserDep,
-    conn: UserTxDep, client: ClientDep,
+    company_id: UUID,
+    user_id: UUID,
+    body: schemas.AllocationIn,
+    caller: UserDep,
+    conn: UserTxDep,
+    client: ClientDep,
 ) -> Response:
     """Change an employee's session allocation."""
     await service.set_allocation(conn, caller, str(company_id), str(user_id), body, client)
@@ -204,7 +214,10 @@ async def remove_member(
 
 @router.post("/admin/users/{user_id}/roles", tags=["admin"])
 async def grant_role(
-    user_id: UUID, body: schemas.RoleGrantIn, caller: UserDep, conn: UserTxDep,
+    user_id: UUID,
+    body: schemas.RoleGrantIn,
+    caller: UserDep,
+    conn: UserTxDep,
     client: ClientDep,
 ) -> list[schemas.RoleOut]:
     """Grant a role (admins)."""

@@ -23,14 +23,27 @@ async def create_admin_account(
     await pool.open(wait=True)
     try:
         async with transaction(pool, SERVICE) as conn:
-            row = await q.one(conn, "bootstrap_admin", email=email.strip().lower(),
-                              password_hash=hash_password(password), full_name=full_name)
+            row = await q.one(
+                conn,
+                "bootstrap_admin",
+                email=email.strip().lower(),
+                password_hash=hash_password(password),
+                full_name=full_name,
+            )
             assert row is not None
             user_id = str(row["id"])
-            await q.run(conn, "grant_role", user_id=user_id, role="admin", company_id=None,
-                        granted_by=None)
-            await audit.record(conn, action="role.granted", actor_id=None, actor_role="cli",
-                               entity_type="user", entity_id=user_id, new={"role": "admin"})
+            await q.run(
+                conn, "grant_role", user_id=user_id, role="admin", company_id=None, granted_by=None
+            )
+            await audit.record(
+                conn,
+                action="role.granted",
+                actor_id=None,
+                actor_role="cli",
+                entity_type="user",
+                entity_id=user_id,
+                new={"role": "admin"},
+            )
     finally:
         await pool.close()
     return user_id

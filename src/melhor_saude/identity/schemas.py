@@ -51,7 +51,7 @@ class ResetConfirmIn(Strict):
 class TokensOut(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, no secret
     expires_in: int
 
 

@@ -226,7 +226,10 @@ async def _send_verification(
     )
     link = f"{settings.public_base_url}/verificar-email?token={token}"
     await enqueue_email(
-        conn, to=email, template="verify_email", params={"name": name, "link": link},
+        conn,
+        to=email,
+        template="verify_email",
+        params={"name": name, "link": link},
         user_id=user_id,
     )
 
@@ -246,28 +249,45 @@ async def sign_up(
     assert user is not None
     user_id = str(user["id"])
     if body.invite_code:
-        await _accept_invite(conn, user_id=user_id, email=email, name=body.full_name,
-                             code=body.invite_code, client=client)
+        await _accept_invite(
+            conn,
+            user_id=user_id,
+            email=email,
+            name=body.full_name,
+            code=body.invite_code,
+            client=client,
+        )
     else:
-        await q.run(conn, "grant_role", user_id=user_id, role="user", company_id=None,
-                    granted_by=None)
+        await q.run(
+            conn, "grant_role", user_id=user_id, role="user", company_id=None, granted_by=None
+        )
     await _send_verification(conn, settings, user_id=user_id, email=email, name=body.full_name)
     await audit.record(
-        conn, action="auth.signup", actor_id=user_id, entity_type="user", entity_id=user_id,
-        client=client, details={"with_invite": body.invite_code is not None},
+        conn,
+        action="auth.signup",
+        actor_id=user_id,
+        entity_type="user",
+        entity_id=user_id,
+        client=client,
+        details={"with_invite": body.invite_code is not None},
     )
     return _user_out(user)
 
 
 async def verify_email(conn: Conn, token: str, client: ClientInfo) -> None:
     """Consume a verification token (single use)."""
-    row = await q.one(conn, "use_email_token", token_hash=hash_token(token),
-                      purpose="verify_email")
+    row = await q.one(conn, "use_email_token", token_hash=hash_token(token), purpose="verify_email")
     if row is None:
         raise InvalidToken()
     await q.run(conn, "mark_email_verified", user_id=row["user_id"])
-    await audit.record(conn, action="auth.email_verified", actor_id=str(row["user_id"]),
-                       entity_type="user", entity_id=str(row["user_id"]), client=client)
+    await audit.record(
+        conn,
+        action="auth.email_verified",
+        actor_id=str(row["user_id"]),
+        entity_type="user",
+        entity_id=str(row["user_id"]),
+        client=client,
+    )
 
 
 async def log_in(
@@ -286,17 +306,30 @@ async def log_in(
         if user is None:
             passwords.verify_password(None, body.password)
             failure = InvalidCredentials()
-            await audit.record(conn, action="auth.login", actor_id=None, outcome="failure",
-                               client=client, details={"reason": "unknown_email"})
+            await audit.record(
+                conn,
+                action="auth.login",
+                actor_id=None,
+                outcome="failure",
+                client=client,
+                details={"reason": "unknown_email"},
+            )
         else:
             user_id = str(user["id"])
             locked_until = user["locked_until"]
             if locked_until is not None and locked_until > _now():
                 retry = int((locked_until - _now()).total_seconds()) + 1
                 failure = AccountLocked(retry_after=retry)
-                await audit.record(conn, action="auth.login", actor_id=user_id, outcome="denied",
-                                   entity_type="user", entity_id=user_id, client=client,
-                                   details={"reason": "locked"})
+                await audit.record(
+                    conn,
+                    action="auth.login",
+                    actor_id=user_id,
+                    outcome="denied",
+                    entity_type="user",
+                    entity_id=user_id,
+                    client=client,
+                    details={"reason": "locked"},
+                )
             elif not passwords.verify_password(user["password_hash"], body.password):
                 failure = await _record_failure(conn, settings, user_id, client)
             elif not user["is_active"]:
@@ -306,11 +339,21 @@ async def log_in(
             else:
                 await q.run(conn, "clear_login_failures", user_id=user_id)
                 if passwords.needs_rehash(user["password_hash"]):
-                    await q.run(conn, "update_password_hash", user_id=user_id,
-                                password_hash=passwords.hash_password(body.password))
+                    await q.run(
+                        conn,
+                        "update_password_hash",
+                        user_id=user_id,
+                        password_hash=passwords.hash_password(body.password),
+                    )
                 tokens = await _issue_tokens(conn, settings, user_id=user_id, email=email)
-                await audit.record(conn, action="auth.login", actor_id=user_id,
-                                   entity_type="user", entity_id=user_id, client=client)
+                await audit.record(
+                    conn,
+                    action="auth.login",
+                    actor_id=user_id,
+                    entity_type="user",
+                    entity_id=user_id,
+                    client=client,
+                )
     if failure is not None:
         raise failure
     assert tokens is not None
@@ -321,17 +364,35 @@ async def _record_failure(
     conn: Conn, settings: Settings, user_id: str, client: ClientInfo
 ) -> errors.DomainError:
     await q.run(conn, "record_login_failure", user_id=user_id, ip=client.ip)
-    await audit.record(conn, action="auth.login", actor_id=user_id, outcome="failure",
-                       entity_type="user", entity_id=user_id, client=client,
-                       details={"reason": "bad_password"})
-    recent = await q.one(conn, "recent_login_failures", user_id=user_id,
-                         window_minutes=settings.lockout_window_minutes)
+    await audit.record(
+        conn,
+        action="auth.login",
+        actor_id=user_id,
+        outcome="failure",
+        entity_type="user",
+        entity_id=user_id,
+        client=client,
+        details={"reason": "bad_password"},
+    )
+    recent = await q.one(
+        conn,
+        "recent_login_failures",
+        user_id=user_id,
+        window_minutes=settings.lockout_window_minutes,
+    )
     if recent and recent["failures"] >= settings.lockout_threshold:
         await q.run(conn, "clear_login_failures", user_id=user_id)
         await q.run(conn, "lock_account", user_id=user_id, minutes=settings.lockout_minutes)
-        await audit.record(conn, action="auth.lockout", actor_id=user_id, outcome="denied",
-                           entity_type="user", entity_id=user_id, client=client,
-                           details={"minutes": settings.lockout_minutes})
+        await audit.record(
+            conn,
+            action="auth.lockout",
+            actor_id=user_id,
+            outcome="denied",
+            entity_type="user",
+            entity_id=user_id,
+            client=client,
+            details={"minutes": settings.lockout_minutes},
+        )
     return InvalidCredentials()
 
 
@@ -347,17 +408,28 @@ async def refresh(
             failure = RefreshTokenInvalid()
         elif row["used_at"] is not None:
             await q.run(conn, "revoke_family", family_id=row["family_id"])
-            await audit.record(conn, action="auth.refresh_reuse", actor_id=str(row["user_id"]),
-                               outcome="denied", entity_type="refresh_family",
-                               entity_id=str(row["family_id"]), client=client)
+            await audit.record(
+                conn,
+                action="auth.refresh_reuse",
+                actor_id=str(row["user_id"]),
+                outcome="denied",
+                entity_type="refresh_family",
+                entity_id=str(row["family_id"]),
+                client=client,
+            )
             failure = RefreshTokenReused()
         elif not row["is_active"]:
             failure = AccountDisabled()
         else:
             await q.run(conn, "mark_refresh_used", id=row["id"])
-            tokens = await _issue_tokens(conn, settings, user_id=str(row["user_id"]),
-                                         email=row["email"], family_id=str(row["family_id"]),
-                                         parent_id=str(row["id"]))
+            tokens = await _issue_tokens(
+                conn,
+                settings,
+                user_id=str(row["user_id"]),
+                email=row["email"],
+                family_id=str(row["family_id"]),
+                parent_id=str(row["id"]),
+            )
     if failure is not None:
         raise failure
     assert tokens is not None
@@ -370,9 +442,14 @@ async def log_out(conn: Conn, token: str, client: ClientInfo) -> None:
     if row is None:
         return
     await q.run(conn, "revoke_family", family_id=row["family_id"])
-    await audit.record(conn, action="auth.logout", actor_id=str(row["user_id"]),
-                       entity_type="refresh_family", entity_id=str(row["family_id"]),
-                       client=client)
+    await audit.record(
+        conn,
+        action="auth.logout",
+        actor_id=str(row["user_id"]),
+        entity_type="refresh_family",
+        entity_id=str(row["family_id"]),
+        client=client,
+    )
 
 
 async def request_password_reset(
@@ -383,31 +460,58 @@ async def request_password_reset(
     if user is None or not user["is_active"]:
         return
     token = new_opaque_token()
-    await q.run(conn, "insert_email_token", user_id=user["id"], purpose="password_reset",
-                token_hash=hash_token(token), ttl_minutes=settings.password_reset_ttl_minutes)
+    await q.run(
+        conn,
+        "insert_email_token",
+        user_id=user["id"],
+        purpose="password_reset",
+        token_hash=hash_token(token),
+        ttl_minutes=settings.password_reset_ttl_minutes,
+    )
     link = f"{settings.public_base_url}/redefinir-senha?token={token}"
-    await enqueue_email(conn, to=user["email"], template="password_reset",
-                        params={"name": user["full_name"], "link": link},
-                        user_id=str(user["id"]))
-    await audit.record(conn, action="auth.password_reset_requested", actor_id=str(user["id"]),
-                       entity_type="user", entity_id=str(user["id"]), client=client)
+    await enqueue_email(
+        conn,
+        to=user["email"],
+        template="password_reset",
+        params={"name": user["full_name"], "link": link},
+        user_id=str(user["id"]),
+    )
+    await audit.record(
+        conn,
+        action="auth.password_reset_requested",
+        actor_id=str(user["id"]),
+        entity_type="user",
+        entity_id=str(user["id"]),
+        client=client,
+    )
 
 
 async def confirm_password_reset(
     conn: Conn, token: str, new_password: str, client: ClientInfo
 ) -> None:
     """Set a new password, end every session, lift any lockout."""
-    row = await q.one(conn, "use_email_token", token_hash=hash_token(token),
-                      purpose="password_reset")
+    row = await q.one(
+        conn, "use_email_token", token_hash=hash_token(token), purpose="password_reset"
+    )
     if row is None:
         raise InvalidToken()
     user_id = str(row["user_id"])
-    await q.run(conn, "update_password_hash", user_id=user_id,
-                password_hash=passwords.hash_password(new_password))
+    await q.run(
+        conn,
+        "update_password_hash",
+        user_id=user_id,
+        password_hash=passwords.hash_password(new_password),
+    )
     await q.run(conn, "revoke_user_tokens", user_id=user_id)
     await q.run(conn, "clear_login_failures", user_id=user_id)
-    await audit.record(conn, action="auth.password_reset_completed", actor_id=user_id,
-                       entity_type="user", entity_id=user_id, client=client)
+    await audit.record(
+        conn,
+        action="auth.password_reset_completed",
+        actor_id=user_id,
+        entity_type="user",
+        entity_id=user_id,
+        client=client,
+    )
 
 
 # --- the caller's own profile -----------------------------------------------------------
@@ -420,12 +524,16 @@ async def me(conn: Conn, caller: Caller) -> schemas.MeOut:
         raise UserNotFound()
     return schemas.MeOut(
         **_user_out(user).model_dump(),
-        roles=[schemas.RoleOut(**r) for r in await q.all(conn, "active_roles",
-                                                          user_id=caller.user_id)],
-        memberships=[schemas.MembershipOut(**m) for m in await q.all(
-            conn, "my_memberships", user_id=caller.user_id)],
-        terms=[schemas.TermsOut(**t) for t in await q.all(conn, "my_terms",
-                                                          user_id=caller.user_id)],
+        roles=[
+            schemas.RoleOut(**r) for r in await q.all(conn, "active_roles", user_id=caller.user_id)
+        ],
+        memberships=[
+            schemas.MembershipOut(**m)
+            for m in await q.all(conn, "my_memberships", user_id=caller.user_id)
+        ],
+        terms=[
+            schemas.TermsOut(**t) for t in await q.all(conn, "my_terms", user_id=caller.user_id)
+        ],
     )
 
 
@@ -434,9 +542,15 @@ async def update_me(
 ) -> schemas.MeOut:
     """Change the caller's own name."""
     await q.run(conn, "update_profile", user_id=caller.user_id, full_name=body.full_name)
-    await audit.record(conn, action="user.updated", actor_id=caller.user_id, entity_type="user",
-                       entity_id=caller.user_id, new={"full_name": body.full_name},
-                       client=client)
+    await audit.record(
+        conn,
+        action="user.updated",
+        actor_id=caller.user_id,
+        entity_type="user",
+        entity_id=caller.user_id,
+        new={"full_name": body.full_name},
+        client=client,
+    )
     return await me(conn, caller)
 
 
@@ -444,11 +558,23 @@ async def accept_terms(
     conn: Conn, caller: Caller, body: schemas.TermsIn, client: ClientInfo
 ) -> schemas.MeOut:
     """Record acceptance of a terms or privacy version (idempotent)."""
-    await q.run(conn, "accept_terms", user_id=caller.user_id, document=body.document,
-                version=body.version, ip=client.ip, user_agent=client.user_agent)
-    await audit.record(conn, action="terms.accepted", actor_id=caller.user_id,
-                       entity_type="terms", entity_id=f"{body.document}:{body.version}",
-                       client=client)
+    await q.run(
+        conn,
+        "accept_terms",
+        user_id=caller.user_id,
+        document=body.document,
+        version=body.version,
+        ip=client.ip,
+        user_agent=client.user_agent,
+    )
+    await audit.record(
+        conn,
+        action="terms.accepted",
+        actor_id=caller.user_id,
+        entity_type="terms",
+        entity_id=f"{body.document}:{body.version}",
+        client=client,
+    )
     return await me(conn, caller)
 
 
@@ -483,15 +609,22 @@ async def create_invite(
             raise SeatsExhausted(seats=company["employee_seats"])
     code = new_opaque_token()
     invite = await q.one(
-        conn, "insert_invite", code_hash=hash_token(code), role=body.role,
-        company_id=company_id, email=body.email.lower() if body.email else None,
-        session_allocation=body.session_allocation, created_by=caller.user_id,
+        conn,
+        "insert_invite",
+        code_hash=hash_token(code),
+        role=body.role,
+        company_id=company_id,
+        email=body.email.lower() if body.email else None,
+        session_allocation=body.session_allocation,
+        created_by=caller.user_id,
         ttl_days=settings.invite_ttl_days,
     )
     assert invite is not None
     if body.email:
         await enqueue_email(
-            conn, to=body.email.lower(), template="invite",
+            conn,
+            to=body.email.lower(),
+            template="invite",
             params={
                 "company": company["name"] if company else "Melhor Saúde",
                 "role": body.role,
@@ -499,9 +632,15 @@ async def create_invite(
                 "code": code,
             },
         )
-    await audit.record(conn, action="invite.created", actor_id=caller.user_id,
-                       entity_type="invite", entity_id=str(invite["id"]),
-                       new={"role": body.role, "company_id": company_id}, client=client)
+    await audit.record(
+        conn,
+        action="invite.created",
+        actor_id=caller.user_id,
+        entity_type="invite",
+        entity_id=str(invite["id"]),
+        new={"role": body.role, "company_id": company_id},
+        client=client,
+    )
     return schemas.InviteCreatedOut(**invite, code=code)
 
 
@@ -522,8 +661,14 @@ async def revoke_invite(
         if await q.one(conn, "invite_by_id", id=invite_id) is None:
             raise InviteNotFound()
         raise InviteNotPending()
-    await audit.record(conn, action="invite.revoked", actor_id=caller.user_id,
-                       entity_type="invite", entity_id=invite_id, client=client)
+    await audit.record(
+        conn,
+        action="invite.revoked",
+        actor_id=caller.user_id,
+        entity_type="invite",
+        entity_id=invite_id,
+        client=client,
+    )
     return schemas.InviteOut(**row)
 
 
@@ -532,8 +677,14 @@ async def accept_invite(conn: Conn, caller: Caller, code: str, client: ClientInf
     user = await q.one(conn, "user_by_id", user_id=caller.user_id)
     if user is None:
         raise UserNotFound()
-    await _accept_invite(conn, user_id=str(user["id"]), email=user["email"],
-                         name=user["full_name"], code=code, client=client)
+    await _accept_invite(
+        conn,
+        user_id=str(user["id"]),
+        email=user["email"],
+        name=user["full_name"],
+        code=code,
+        client=client,
+    )
 
 
 async def _accept_invite(
@@ -555,18 +706,35 @@ async def _accept_invite(
     role = invite["role"]
     company_id = str(invite["company_id"]) if invite["company_id"] else None
     await q.run(conn, "mark_invite_accepted", id=invite["id"], user_id=user_id)
-    await q.run(conn, "grant_role", user_id=user_id, role=role,
-                company_id=company_id if role == "hr" else None, granted_by=None)
+    await q.run(
+        conn,
+        "grant_role",
+        user_id=user_id,
+        role=role,
+        company_id=company_id if role == "hr" else None,
+        granted_by=None,
+    )
     if role == "user":
-        await q.run(conn, "insert_member", company_id=company_id, user_id=user_id,
-                    session_allocation=invite["session_allocation"])
+        await q.run(
+            conn,
+            "insert_member",
+            company_id=company_id,
+            user_id=user_id,
+            session_allocation=invite["session_allocation"],
+        )
     if role == "specialist":
         from melhor_saude.specialist.service import ensure_profile
 
         await ensure_profile(conn, user_id=user_id, display_name=name)
-    await audit.record(conn, action="invite.accepted", actor_id=user_id, entity_type="invite",
-                       entity_id=str(invite["id"]), new={"role": role, "company_id": company_id},
-                       client=client)
+    await audit.record(
+        conn,
+        action="invite.accepted",
+        actor_id=user_id,
+        entity_type="invite",
+        entity_id=str(invite["id"]),
+        new={"role": role, "company_id": company_id},
+        client=client,
+    )
 
 
 # --- companies and members -------------------------------------------------------------
@@ -579,16 +747,24 @@ async def create_company(
     await _require_admin(conn)
     row = await q.one(conn, "insert_company", **body.model_dump(mode="json"))
     assert row is not None
-    await audit.record(conn, action="company.created", actor_id=caller.user_id,
-                       entity_type="company", entity_id=str(row["id"]),
-                       new=body.model_dump(mode="json"), client=client)
+    await audit.record(
+        conn,
+        action="company.created",
+        actor_id=caller.user_id,
+        entity_type="company",
+        entity_id=str(row["id"]),
+        new=body.model_dump(mode="json"),
+        client=client,
+    )
     return schemas.CompanyOut(**row)
 
 
 async def list_companies(conn: Conn, *, limit: int, offset: int) -> list[schemas.CompanyOut]:
     """Companies the caller may see (all for admins, own for HR and members)."""
-    return [schemas.CompanyOut(**r) for r in await q.all(conn, "list_companies", limit=limit,
-                                                          offset=offset)]
+    return [
+        schemas.CompanyOut(**r)
+        for r in await q.all(conn, "list_companies", limit=limit, offset=offset)
+    ]
 
 
 async def get_company(conn: Conn, company_id: str) -> schemas.CompanyOut:
@@ -600,20 +776,33 @@ async def get_company(conn: Conn, company_id: str) -> schemas.CompanyOut:
 
 
 async def update_company(
-    conn: Conn, caller: Caller, company_id: str, body: schemas.CompanyUpdateIn,
+    conn: Conn,
+    caller: Caller,
+    company_id: str,
+    body: schemas.CompanyUpdateIn,
     client: ClientInfo,
 ) -> schemas.CompanyOut:
     """Admins change a company's details, seats or pool."""
     await _require_admin(conn)
     old = await get_company(conn, company_id)
     changes = body.model_dump(mode="json", exclude_unset=True)
-    row = await q.one(conn, "update_company", id=company_id,
-                      **{k: changes.get(k) for k in schemas.CompanyUpdateIn.model_fields})
+    row = await q.one(
+        conn,
+        "update_company",
+        id=company_id,
+        **{k: changes.get(k) for k in schemas.CompanyUpdateIn.model_fields},
+    )
     assert row is not None
-    await audit.record(conn, action="company.updated", actor_id=caller.user_id,
-                       entity_type="company", entity_id=company_id,
-                       old={k: old.model_dump(mode="json")[k] for k in changes}, new=changes,
-                       client=client)
+    await audit.record(
+        conn,
+        action="company.updated",
+        actor_id=caller.user_id,
+        entity_type="company",
+        entity_id=company_id,
+        old={k: old.model_dump(mode="json")[k] for k in changes},
+        new=changes,
+        client=client,
+    )
     return schemas.CompanyOut(**row)
 
 
@@ -625,8 +814,14 @@ async def deactivate_company(
     await get_company(conn, company_id)
     row = await q.one(conn, "deactivate_company", id=company_id)
     assert row is not None
-    await audit.record(conn, action="company.deactivated", actor_id=caller.user_id,
-                       entity_type="company", entity_id=company_id, client=client)
+    await audit.record(
+        conn,
+        action="company.deactivated",
+        actor_id=caller.user_id,
+        entity_type="company",
+        entity_id=company_id,
+        client=client,
+    )
     return schemas.CompanyOut(**row)
 
 
@@ -646,18 +841,33 @@ async def list_members(
 
 
 async def set_allocation(
-    conn: Conn, caller: Caller, company_id: str, user_id: str, body: schemas.AllocationIn,
+    conn: Conn,
+    caller: Caller,
+    company_id: str,
+    user_id: str,
+    body: schemas.AllocationIn,
     client: ClientInfo,
 ) -> None:
     """Change an employee's session allocation."""
     await _require_company_admin(conn, company_id)
-    row = await q.one(conn, "set_allocation", company_id=company_id, user_id=user_id,
-                      session_allocation=body.session_allocation)
+    row = await q.one(
+        conn,
+        "set_allocation",
+        company_id=company_id,
+        user_id=user_id,
+        session_allocation=body.session_allocation,
+    )
     if row is None:
         raise MemberNotFound()
-    await audit.record(conn, action="member.allocation_changed", actor_id=caller.user_id,
-                       entity_type="company_member", entity_id=f"{company_id}:{user_id}",
-                       new={"session_allocation": body.session_allocation}, client=client)
+    await audit.record(
+        conn,
+        action="member.allocation_changed",
+        actor_id=caller.user_id,
+        entity_type="company_member",
+        entity_id=f"{company_id}:{user_id}",
+        new={"session_allocation": body.session_allocation},
+        client=client,
+    )
 
 
 async def remove_member(
@@ -668,9 +878,14 @@ async def remove_member(
     await q.run(conn, "lock_company_seats", company_id=company_id)
     if await q.one(conn, "remove_member", company_id=company_id, user_id=user_id) is None:
         raise MemberNotFound()
-    await audit.record(conn, action="member.removed", actor_id=caller.user_id,
-                       entity_type="company_member", entity_id=f"{company_id}:{user_id}",
-                       client=client)
+    await audit.record(
+        conn,
+        action="member.removed",
+        actor_id=caller.user_id,
+        entity_type="company_member",
+        entity_id=f"{company_id}:{user_id}",
+        client=client,
+    )
 
 
 # --- roles (admins) -------------------------------------------------------------------------
@@ -686,17 +901,29 @@ async def grant_role(
     if body.role == "hr" and body.company_id is None:
         raise errors.InvalidRequest("company_id is required for the hr role")
     company_id = str(body.company_id) if body.role == "hr" and body.company_id else None
-    await q.run(conn, "grant_role", user_id=user_id, role=body.role, company_id=company_id,
-                granted_by=caller.user_id)
+    await q.run(
+        conn,
+        "grant_role",
+        user_id=user_id,
+        role=body.role,
+        company_id=company_id,
+        granted_by=caller.user_id,
+    )
     if body.role == "specialist":
         from melhor_saude.specialist.service import ensure_profile
 
         user = await q.one(conn, "user_by_id", user_id=user_id)
         assert user is not None
         await ensure_profile(conn, user_id=user_id, display_name=user["full_name"])
-    await audit.record(conn, action="role.granted", actor_id=caller.user_id, entity_type="user",
-                       entity_id=user_id, new={"role": body.role, "company_id": company_id},
-                       client=client)
+    await audit.record(
+        conn,
+        action="role.granted",
+        actor_id=caller.user_id,
+        entity_type="user",
+        entity_id=user_id,
+        new={"role": body.role, "company_id": company_id},
+        client=client,
+    )
     return [schemas.RoleOut(**r) for r in await q.all(conn, "active_roles", user_id=user_id)]
 
 
@@ -707,6 +934,13 @@ async def revoke_role(
     await _require_admin(conn)
     if not await q.all(conn, "revoke_role", user_id=user_id, role=role, company_id=None):
         raise errors.NotFound("This person does not hold that role")
-    await audit.record(conn, action="role.revoked", actor_id=caller.user_id, entity_type="user",
-                       entity_id=user_id, old={"role": role}, client=client)
+    await audit.record(
+        conn,
+        action="role.revoked",
+        actor_id=caller.user_id,
+        entity_type="user",
+        entity_id=user_id,
+        old={"role": role},
+        client=client,
+    )
     return [schemas.RoleOut(**r) for r in await q.all(conn, "active_roles", user_id=user_id)]

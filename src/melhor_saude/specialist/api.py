@@ -23,8 +23,9 @@ async def list_specialists(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[schemas.SpecialistOut]:
     """Active specialists, filterable by pillar and language."""
-    return await service.list_specialists(conn, pillar=pillar, language=language, limit=limit,
-                                          offset=offset)
+    return await service.list_specialists(
+        conn, pillar=pillar, language=language, limit=limit, offset=offset
+    )
 
 
 @router.get("/specialists/{specialist_id}")
@@ -35,7 +36,10 @@ async def get_specialist(specialist_id: UUID, conn: UserTxDep) -> schemas.Specia
 
 @router.patch("/specialists/{specialist_id}")
 async def update_specialist(
-    specialist_id: UUID, body: schemas.SpecialistUpdateIn, caller: UserDep, conn: UserTxDep,
+    specialist_id: UUID,
+    body: schemas.SpecialistUpdateIn,
+    caller: UserDep,
+    conn: UserTxDep,
     client: ClientDep,
 ) -> schemas.SpecialistOut:
     """Edit a profile (the specialist or an admin)."""
@@ -50,7 +54,10 @@ async def get_hours(specialist_id: UUID, conn: UserTxDep) -> list[schemas.Weekly
 
 @router.put("/specialists/{specialist_id}/hours")
 async def put_hours(
-    specialist_id: UUID, body: schemas.WeeklyHoursIn, caller: UserDep, conn: UserTxDep,
+    specialist_id: UUID,
+    body: schemas.WeeklyHoursIn,
+    caller: UserDep,
+    conn: UserTxDep,
     client: ClientDep,
 ) -> list[schemas.WeeklyHoursItem]:
     """Replace the whole weekly schedule."""
@@ -65,7 +72,10 @@ async def get_rates(specialist_id: UUID, conn: UserTxDep) -> list[schemas.RateOu
 
 @router.post("/specialists/{specialist_id}/rates", status_code=201)
 async def add_rate(
-    specialist_id: UUID, body: schemas.RateIn, caller: UserDep, conn: UserTxDep,
+    specialist_id: UUID,
+    body: schemas.RateIn,
+    caller: UserDep,
+    conn: UserTxDep,
     client: ClientDep,
 ) -> schemas.RateOut:
     """Add a rate (one in force per specialist and session type on any day)."""
@@ -73,8 +83,9 @@ async def add_rate(
 
 
 @router.get("/session-types")
-async def list_session_types(conn: UserTxDep, pillar: PillarQuery = None
-                             ) -> list[schemas.SessionTypeOut]:
+async def list_session_types(
+    conn: UserTxDep, pillar: PillarQuery = None
+) -> list[schemas.SessionTypeOut]:
     """The session-type catalogue."""
     return await service.list_session_types(conn, pillar)
 

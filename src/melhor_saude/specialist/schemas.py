@@ -10,8 +10,9 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-Pillar = Literal["saude_mental", "bem_estar_fisico", "assistencia_financeira",
-                 "assistencia_juridica"]
+Pillar = Literal[
+    "saude_mental", "bem_estar_fisico", "assistencia_financeira", "assistencia_juridica"
+]
 Mode = Literal["virtual", "phone", "in_person"]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")]
 _ZONES = available_timezones()
@@ -37,8 +38,10 @@ class SpecialistOut(BaseModel):
 
 
 class SpecialistUpdateIn(Strict):
-    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                   max_length=200)] | None = None
+    display_name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
     bio: Annotated[str, StringConstraints(max_length=4000)] | None = None
     pillars: Annotated[list[Pillar], Field(min_length=1, max_length=4)] | None = None
     languages: Annotated[list[Language], Field(min_length=1, max_length=10)] | None = None

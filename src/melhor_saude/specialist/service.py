@@ -49,8 +49,14 @@ async def ensure_profile(
     conn: Conn, *, user_id: str, display_name: str, timezone: str = DEFAULT_TIMEZONE
 ) -> None:
     """Create the specialist profile of a new specialist (inactive details edited later)."""
-    await q.run(conn, "insert_profile", id=user_id, display_name=display_name,
-                pillars=["saude_mental"], timezone=timezone)
+    await q.run(
+        conn,
+        "insert_profile",
+        id=user_id,
+        display_name=display_name,
+        pillars=["saude_mental"],
+        timezone=timezone,
+    )
 
 
 async def get(conn: Conn, specialist_id: str) -> dict[str, Any]:
@@ -65,8 +71,9 @@ async def list_specialists(
     conn: Conn, *, pillar: str | None, language: str | None, limit: int, offset: int
 ) -> list[schemas.SpecialistOut]:
     """Active specialists, optionally of one pillar or language."""
-    rows = await q.all(conn, "list_specialists", pillar=pillar, language=language, limit=limit,
-                       offset=offset)
+    rows = await q.all(
+        conn, "list_specialists", pillar=pillar, language=language, limit=limit, offset=offset
+    )
     return [schemas.SpecialistOut(**r) for r in rows]
 
 
@@ -80,30 +87,47 @@ async def require_self_or_admin(conn: Conn, caller: Caller, specialist_id: str) 
 
 
 async def update(
-    conn: Conn, caller: Caller, specialist_id: str, body: schemas.SpecialistUpdateIn,
+    conn: Conn,
+    caller: Caller,
+    specialist_id: str,
+    body: schemas.SpecialistUpdateIn,
     client: ClientInfo,
 ) -> schemas.SpecialistOut:
     """Edit the profile (the specialist or an admin)."""
     await require_self_or_admin(conn, caller, specialist_id)
     changes = body.model_dump(exclude_unset=True)
-    row = await q.one(conn, "update_specialist", id=specialist_id,
-                      **{k: changes.get(k) for k in schemas.SpecialistUpdateIn.model_fields})
+    row = await q.one(
+        conn,
+        "update_specialist",
+        id=specialist_id,
+        **{k: changes.get(k) for k in schemas.SpecialistUpdateIn.model_fields},
+    )
     assert row is not None
-    await audit.record(conn, action="specialist.updated", actor_id=caller.user_id,
-                       entity_type="specialist", entity_id=specialist_id,
-                       new=body.model_dump(mode="json", exclude_unset=True), client=client)
+    await audit.record(
+        conn,
+        action="specialist.updated",
+        actor_id=caller.user_id,
+        entity_type="specialist",
+        entity_id=specialist_id,
+        new=body.model_dump(mode="json", exclude_unset=True),
+        client=client,
+    )
     return schemas.SpecialistOut(**row)
 
 
 async def weekly_hours(conn: Conn, specialist_id: str) -> list[schemas.WeeklyHoursItem]:
     """The weekly schedule in the specialist's local time."""
     await get(conn, specialist_id)
-    return [schemas.WeeklyHoursItem(**r) for r in await q.all(conn, "weekly_hours",
-                                                               id=specialist_id)]
+    return [
+        schemas.WeeklyHoursItem(**r) for r in await q.all(conn, "weekly_hours", id=specialist_id)
+    ]
 
 
 async def replace_weekly_hours(
-    conn: Conn, caller: Caller, specialist_id: str, body: schemas.WeeklyHoursIn,
+    conn: Conn,
+    caller: Caller,
+    specialist_id: str,
+    body: schemas.WeeklyHoursIn,
     client: ClientInfo,
 ) -> list[schemas.WeeklyHoursItem]:
     """Replace the whole week atomically."""
@@ -112,13 +136,23 @@ async def replace_weekly_hours(
         if item.end_time <= item.start_time:
             raise errors.InvalidRequest("end_time must be after start_time", weekday=item.weekday)
     await q.run(conn, "delete_weekly_hours", id=specialist_id)
-    await q.run(conn, "insert_weekly_hours", id=specialist_id,
-                weekdays=[h.weekday for h in body.hours],
-                starts=[h.start_time for h in body.hours],
-                ends=[h.end_time for h in body.hours])
-    await audit.record(conn, action="specialist.hours_replaced", actor_id=caller.user_id,
-                       entity_type="specialist", entity_id=specialist_id,
-                       new=body.model_dump(mode="json"), client=client)
+    await q.run(
+        conn,
+        "insert_weekly_hours",
+        id=specialist_id,
+        weekdays=[h.weekday for h in body.hours],
+        starts=[h.start_time for h in body.hours],
+        ends=[h.end_time for h in body.hours],
+    )
+    await audit.record(
+        conn,
+        action="specialist.hours_replaced",
+        actor_id=caller.user_id,
+        entity_type="specialist",
+        entity_id=specialist_id,
+        new=body.model_dump(mode="json"),
+        client=client,
+    )
     return await weekly_hours(conn, specialist_id)
 
 
@@ -131,16 +165,23 @@ async def create_session_type(
         raise errors.Forbidden("Only administrators manage session types")
     created = await q.one(conn, "insert_session_type", **body.model_dump())
     assert created is not None
-    await audit.record(conn, action="session_type.created", actor_id=caller.user_id,
-                       entity_type="session_type", entity_id=str(created["id"]),
-                       new=body.model_dump(mode="json"), client=client)
+    await audit.record(
+        conn,
+        action="session_type.created",
+        actor_id=caller.user_id,
+        entity_type="session_type",
+        entity_id=str(created["id"]),
+        new=body.model_dump(mode="json"),
+        client=client,
+    )
     return schemas.SessionTypeOut(**created)
 
 
 async def list_session_types(conn: Conn, pillar: str | None) -> list[schemas.SessionTypeOut]:
     """Active session types."""
-    return [schemas.SessionTypeOut(**r) for r in await q.all(conn, "list_session_types",
-                                                             pillar=pillar)]
+    return [
+        schemas.SessionTypeOut(**r) for r in await q.all(conn, "list_session_types", pillar=pillar)
+    ]
 
 
 async def session_type(conn: Conn, session_type_id: str) -> dict[str, Any]:
@@ -160,28 +201,39 @@ async def add_rate(
         raise errors.InvalidRequest("effective_to must be after effective_from")
     if body.session_type_id is not None:
         await session_type(conn, str(body.session_type_id))
-    row = await q.one(conn, "insert_rate", specialist_id=specialist_id,
-                      **body.model_dump(exclude={"session_type_id"}),
-                      session_type_id=str(body.session_type_id) if body.session_type_id
-                      else None)
+    row = await q.one(
+        conn,
+        "insert_rate",
+        specialist_id=specialist_id,
+        **body.model_dump(exclude={"session_type_id"}),
+        session_type_id=str(body.session_type_id) if body.session_type_id else None,
+    )
     assert row is not None
-    await audit.record(conn, action="specialist.rate_added", actor_id=caller.user_id,
-                       entity_type="specialist_rate", entity_id=str(row["id"]),
-                       new=body.model_dump(mode="json"), client=client)
+    await audit.record(
+        conn,
+        action="specialist.rate_added",
+        actor_id=caller.user_id,
+        entity_type="specialist_rate",
+        entity_id=str(row["id"]),
+        new=body.model_dump(mode="json"),
+        client=client,
+    )
     return schemas.RateOut(**row)
 
 
 async def list_rates(conn: Conn, specialist_id: str) -> list[schemas.RateOut]:
     """All rates of a specialist (past, current and future)."""
     await get(conn, specialist_id)
-    return [schemas.RateOut(**r) for r in await q.all(conn, "list_rates",
-                                                      specialist_id=specialist_id)]
+    return [
+        schemas.RateOut(**r) for r in await q.all(conn, "list_rates", specialist_id=specialist_id)
+    ]
 
 
 async def rate_in_force(
     conn: Conn, *, specialist_id: str, session_type_id: str | None, on: date
 ) -> tuple[Decimal, str] | None:
     """The price and currency in force on a date (type-specific first, then default)."""
-    row = await q.one(conn, "rate_in_force", specialist_id=specialist_id,
-                      session_type_id=session_type_id, on=on)
+    row = await q.one(
+        conn, "rate_in_force", specialist_id=specialist_id, session_type_id=session_type_id, on=on
+    )
     return (row["amount"], row["currency"].strip()) if row else None
