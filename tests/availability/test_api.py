@@ -386,3 +386,17 @@ async def test_the_monthly_index_refresh_job_runs(pool, settings):
         )
         row = await cur.fetchone()
     assert datetime.now(UTC).date().isoformat() in row["indexdef"]
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "", "Europe/Lisboa"])
+async def test_an_unknown_timezone_is_refused_by_api_and_database(client, factory, pool, zone):
+    spec = await factory.specialist()
+    r = await client.patch(
+        f"/v1/specialists/{spec.id}", json={"timezone": zone}, headers=spec.headers
+    )
+    assert r.status_code == 422
+    with pytest.raises(psycopg.errors.CheckViolation):
+        async with transaction(pool, SERVICE) as conn:
+            await conn.execute(
+                "UPDATE specialists SET timezone = %s WHERE id = %s", (zone, spec.id)
+            )

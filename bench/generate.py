@@ -1,0 +1,167 @@
+"""Benchmark data: specialists, employees, a million bookings, exceptions — generated
+server-side with set-based SQL, as the owner, through the real triggers and constraints.
+
+Run alone: python bench/generate.py <owner-url> [--scale 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import psycopg
+
+# At scale 1.0: 10,000 specialists, 50,000 employees in 100 companies,
+# 1,000,000 bookings (100 per specialist), 100,000 exceptions (10 per specialist).
+SPECIALISTS = 10_000
+EMPLOYEES = 50_000
+COMPANIES = 100
+BOOKINGS_PER_SPECIALIST = 100
+EXCEPTIONS_PER_SPECIALIST = 10
+
+STEPS = [
+    (
+        "companies",
+        """
+        INSERT INTO companies (name, nuit, employee_seats, session_pool)
+        SELECT 'Bench ' || g, lpad(g::text, 9, '7'), 100000, 100000000
+        FROM generate_series(1, %(companies)s) g""",
+    ),
+    (
+        "users",
+        """
+        INSERT INTO users (email, full_name, email_verified_at)
+        SELECT 'spec' || g || '@bench.example', 'Especialista ' || g, now()
+        FROM generate_series(1, %(specialists)s) g
+        UNION ALL
+        SELECT 'emp' || g || '@bench.example', 'Colaborador ' || g, now()
+        FROM generate_series(1, %(employees)s) g""",
+    ),
+    (
+        "user_roles",
+        """
+        INSERT INTO user_roles (user_id, role)
+        SELECT id, CASE WHEN email LIKE 'spec%%' THEN 'specialist' ELSE 'user' END
+        FROM users WHERE email LIKE '%%@bench.example'""",
+    ),
+    (
+        "company_members",
+        """
+        INSERT INTO company_members (company_id, user_id, session_allocation)
+        SELECT c.id, u.id, 100000
+        FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM users
+              WHERE email LIKE 'emp%%@bench.example') u
+        JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM companies
+              WHERE name LIKE 'Bench %%') c ON c.n = u.n %% %(companies)s""",
+    ),
+    (
+        "specialists",
+        """
+        INSERT INTO specialists (id, display_name, pillars, timezone, min_notice_minutes,
+                                 horizon_days, modes)
+        SELECT u.id, u.full_name,
+               ARRAY[(ARRAY['saude_mental', 'bem_estar_fisico', 'assistencia_financeira',
+                            'assistencia_juridica'])[1 + n %% 4]],
+               (ARRAY['Africa/Maputo', 'Europe/Lisbon', 'UTC'])[1 + n %% 3], 120, 60,
+               ARRAY['virtual']
+        FROM (SELECT id, full_name, row_number() OVER (ORDER BY id) AS n FROM users
+              WHERE email LIKE 'spec%%@bench.example') u""",
+    ),
+    (
+        "weekly_hours",
+        """
+        INSERT INTO specialist_weekly_hours (specialist_id, weekday, start_time, end_time)
+        SELECT s.id, d, h.s, h.e
+        FROM specialists s, generate_series(1, 5) d,
+             (VALUES (time '08:00', time '12:00'), (time '13:00', time '17:00')) h (s, e)""",
+    ),
+    (
+        "rates",
+        """
+        INSERT INTO specialist_rates (specialist_id, amount, currency, effective_from)
+        SELECT id, 1500, 'MZN', current_date - 365 FROM specialists""",
+    ),
+    (
+        "bookings",
+        """
+        INSERT INTO bookings (user_id, specialist_id, pillar, starts_at, ends_at, blocked_until,
+                              status, price, currency, funding)
+        SELECT e.id, s.id, s.pillars[1], t, t + interval '1 hour', t + interval '1 hour',
+               CASE WHEN t > now() THEN (ARRAY['pending', 'confirmed'])[1 + k %% 2]
+                    ELSE (ARRAY['completed', 'completed', 'completed', 'cancelled',
+                                'no_show'])[1 + k %% 5] END,
+               1500, 'MZN', 'self_pay'
+        FROM (SELECT id, pillars, row_number() OVER (ORDER BY id) AS n FROM specialists) s
+        CROSS JOIN generate_series(0, %(per_specialist)s - 1) k
+        CROSS JOIN LATERAL (SELECT date_trunc('day', now()) - interval '150 days'
+                                   + k * interval '2 days' + interval '9 hours' AS t) ts
+        JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
+              WHERE email LIKE 'emp%%@bench.example') e
+          ON e.n = (s.n * 7919 + k * 104729) %% %(employees)s""",
+    ),
+    (
+        "exceptions",
+        """
+        INSERT INTO specialist_availability_exceptions (specialist_id, exception_date,
+                    is_available, reason, all_day, start_time, end_time)
+        SELECT s.id, current_date - 180 + ((s.n * 37 + k * 41) %% 360)::int, false,
+               (ARRAY['vacation', 'sick_leave', 'personal', 'training', 'conference',
+                      'other'])[1 + k %% 6],
+               k %% 5 <> 0,
+               CASE WHEN k %% 5 = 0 THEN time '15:00' END,
+               CASE WHEN k %% 5 = 0 THEN time '16:00' END
+        FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM specialists) s
+        CROSS JOIN generate_series(0, %(exceptions)s - 1) k""",
+    ),
+]
+
+
+def generate(owner_url: str, scale: float = 1.0) -> dict[str, float]:
+    """Fill an empty, migrated database; return seconds per step."""
+    params = {
+        "companies": max(2, int(COMPANIES * scale)),
+        "specialists": max(4, int(SPECIALISTS * scale)),
+        "employees": max(10, int(EMPLOYEES * scale)),
+        "per_specialist": BOOKINGS_PER_SPECIALIST,
+        "exceptions": EXCEPTIONS_PER_SPECIALIST,
+    }
+    timings: dict[str, float] = {}
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        # The triggers read the caller: the generator acts as the service.
+        conn.execute(
+            "SELECT set_config('request.jwt.claims', '{\"role\": \"service_role\"}', false)"
+        )
+        for name, sql in STEPS:
+            started = time.perf_counter()
+            conn.execute(sql, params)  # type: ignore[arg-type]
+            timings[name] = time.perf_counter() - started
+            print(f"  generated {name:<16} {timings[name]:7.1f} s", flush=True)
+        started = time.perf_counter()
+        conn.execute("VACUUM ANALYZE")
+        timings["vacuum_analyze"] = time.perf_counter() - started
+    return timings
+
+
+def table_counts(owner_url: str) -> dict[str, int]:
+    tables = [
+        "specialists",
+        "users",
+        "bookings",
+        "booking_status_history",
+        "specialist_availability_exceptions",
+        "specialist_weekly_hours",
+    ]
+    with psycopg.connect(owner_url) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            for t in tables
+        }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args()
+    generate(args.url, args.scale)
+    print(table_counts(args.url))

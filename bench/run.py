@@ -1,0 +1,253 @@
+"""One command for the whole benchmark: data, pgbench ceiling, API load, overlap check.
+
+    python3 -m uv run python bench/run.py            # full size (10k / 1M / 100k)
+    python3 -m uv run python bench/run.py --quick    # 1/100 of the data, short phases
+
+Uses DATABASE_URL when set, else the embedded server. Everything runs on this
+machine, over loopback; results go to bench/out/ and a summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from generate import generate, table_counts
+from load import booking_phase, booking_targets, slots_phase
+from melhor_saude.db import start_embedded, with_database
+from melhor_saude.identity.tokens import issue_access_token
+from melhor_saude.migrate import migrate
+from melhor_saude.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+SECRET = "bench-secret-of-at-least-thirty-two-bytes"  # noqa: S105 - local benchmark only
+
+
+def server_url() -> str:
+    return os.environ.get("DATABASE_URL") or start_embedded(ROOT / ".data" / "bench-server")
+
+
+def create_db(server: str, name: str) -> str:
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # generated name
+    return with_database(server, name)
+
+
+def drop_db(server: str, name: str) -> None:
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pgbench_binary() -> str:
+    import pgserver
+
+    bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+    return str(bundled) if bundled.exists() else (shutil.which("pgbench") or "pgbench")
+
+
+def pgbench(server: str, seconds: int) -> dict[str, dict[str, float]]:
+    """pgbench's select-only and TPC-B-like figures on the same server, 16 clients."""
+    name = f"ms_pgbench_{uuid.uuid4().hex[:8]}"
+    url = create_db(server, name)
+    binary = pgbench_binary()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        subprocess.run(
+            [binary, "-i", "-q", "-s", "10", url],
+            check=True,
+            capture_output=True,
+        )
+        for label, extra in (("select_only", ["-S"]), ("tpcb_like", [])):
+            out = subprocess.run(
+                [binary, *extra, "-c", "16", "-j", "2", "-T", str(seconds), url],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+            latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+            results[label] = {"tps": round(tps, 1), "latency_avg_ms": latency}
+            print(f"  pgbench {label:<12} {tps:10.1f} tps  avg {latency:.2f} ms", flush=True)
+    finally:
+        drop_db(server, name)
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_api(db_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "MS_ENVIRONMENT": "bench",
+        "MS_JWT_SECRET": SECRET,
+        "MS_DB_POOL_MAX": "20",
+        "MS_DB_POOL_MIN": "4",
+        "MS_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "melhor_saude.runner:production_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError("API did not start")
+
+
+def overlaps(db_url: str) -> int:
+    """Pairs of active bookings of one specialist that overlap: must be 0."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            """
+            SELECT count(*) FROM bookings a JOIN bookings b
+              ON a.specialist_id = b.specialist_id AND a.id < b.id
+             AND tstzrange(a.starts_at, a.ends_at) && tstzrange(b.starts_at, b.ends_at)
+            WHERE a.status IN ('pending', 'confirmed') AND b.status IN ('pending', 'confirmed')
+            """
+        ).fetchone()
+    return int(row[0]) if row else -1
+
+
+def people(db_url: str, settings: Settings) -> tuple[list[tuple[str, str]], list[str], str]:
+    with psycopg.connect(db_url) as conn:
+        specialists = [
+            (str(i), tz)
+            for i, tz in conn.execute("SELECT id, timezone FROM specialists ORDER BY id")
+        ]
+        employees = conn.execute(
+            "SELECT id, email FROM users WHERE email LIKE 'emp%@bench.example'"
+            " ORDER BY id LIMIT 2000"
+        ).fetchall()
+    tokens = [
+        issue_access_token(settings, user_id=str(i), email=e, app_roles=["user"])[0]
+        for i, e in employees
+    ]
+    return specialists, tokens, tokens[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = parser.parse_args()
+    scale = 0.01 if args.quick else 1.0
+    phase_seconds = 8 if args.quick else 20
+    slot_requests = 600 if args.quick else 3000
+
+    server = server_url()
+    name = f"ms_bench_{uuid.uuid4().hex[:8]}"
+    db_url = create_db(server, name)
+    report: dict[str, object] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "scale": scale,
+        "server": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
+        "cpus": os.cpu_count(),
+    }
+    try:
+        migrate(db_url)
+        print(f"generating data (scale {scale}) ...", flush=True)
+        started = time.perf_counter()
+        report["generation_seconds"] = generate(db_url, scale)
+        report["generation_total_seconds"] = round(time.perf_counter() - started, 1)
+        report["rows"] = table_counts(db_url)
+        print(f"  rows: {report['rows']}", flush=True)
+        print("pgbench (same server, same run) ...", flush=True)
+        report["pgbench"] = pgbench(server, 10 if args.quick else 20)
+
+        settings = Settings(_env_file=None, jwt_secret=SECRET)  # type: ignore[call-arg]
+        specialists, tokens, token = people(db_url, settings)
+        targets = booking_targets(specialists, datetime.now(UTC).date() + timedelta(days=3))
+        runs = []
+        for workers in args.workers:
+            proc, base = start_api(db_url, workers)
+            try:
+                for run in range(args.runs):
+                    ids = [s for s, _ in specialists]
+                    slots = asyncio.run(
+                        slots_phase(
+                            base, token, ids, clients=16, requests=slot_requests, warmup=200
+                        )
+                    )
+                    booked = asyncio.run(
+                        booking_phase(base, tokens, targets, clients=32, seconds=phase_seconds)
+                    )
+                    entry = {
+                        "workers": workers,
+                        "run": run + 1,
+                        "slots": slots.summary(),
+                        "bookings": booked.summary(),
+                    }
+                    runs.append(entry)
+                    s, b = entry["slots"], entry["bookings"]
+                    print(
+                        f"  workers={workers} run={run + 1}: slots p50 {s['median_ms']} ms"
+                        f" p99 {s['p99_ms']} ms {s['per_second']}/s | bookings"
+                        f" {b['ok_per_second']}/s p50 {b['median_ms']} ms p99 {b['p99_ms']} ms"
+                        f" {b['statuses']}",
+                        flush=True,
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        report["runs"] = runs
+        report["overlapping_active_pairs"] = overlaps(db_url)
+        print(f"overlapping active bookings after the runs: {report['overlapping_active_pairs']}")
+    finally:
+        if not args.keep:
+            drop_db(server, name)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"results-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
