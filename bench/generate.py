@@ -24,7 +24,7 @@ STEPS = [
         "companies",
         """
         INSERT INTO companies (name, nuit, employee_seats, session_pool)
-        SELECT 'Bench ' || g, lpad(g::text, 9, '7'), 100000, 100000000
+        SELECT 'Bench ' || g, (700000000 + g)::text, 100000, 100000000
         FROM generate_series(1, %(companies)s) g""",
     ),
     (

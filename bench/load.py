@@ -78,11 +78,15 @@ async def slots_phase(
                 measured = remaining < requests
                 sid = rng.choice(specialist_ids)
                 started = time.perf_counter()
-                r = await client.get(f"/v1/specialists/{sid}/slots", params=params)
+                try:
+                    r = await client.get(f"/v1/specialists/{sid}/slots", params=params)
+                    status = r.status_code
+                except httpx.TransportError:
+                    status = 0  # connection-level failure, counted and reported
                 elapsed = (time.perf_counter() - started) * 1000
                 if measured:
                     result.latencies_ms.append(elapsed)
-                    result.statuses[r.status_code] += 1
+                    result.statuses[status] += 1
 
         started = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(clients)])

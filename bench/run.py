@@ -177,14 +177,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--reuse",
+        metavar="DBNAME",
+        help="load an existing (kept) bench database instead of generating",
+    )
     args = parser.parse_args()
     scale = 0.01 if args.quick else 1.0
     phase_seconds = 8 if args.quick else 20
     slot_requests = 600 if args.quick else 3000
 
     server = server_url()
-    name = f"ms_bench_{uuid.uuid4().hex[:8]}"
-    db_url = create_db(server, name)
+    name = args.reuse or f"ms_bench_{uuid.uuid4().hex[:8]}"
+    db_url = with_database(server, name) if args.reuse else create_db(server, name)
     report: dict[str, object] = {
         "started_at": datetime.now(UTC).isoformat(),
         "scale": scale,
@@ -193,10 +198,11 @@ def main() -> None:
     }
     try:
         migrate(db_url)
-        print(f"generating data (scale {scale}) ...", flush=True)
-        started = time.perf_counter()
-        report["generation_seconds"] = generate(db_url, scale)
-        report["generation_total_seconds"] = round(time.perf_counter() - started, 1)
+        if not args.reuse:
+            print(f"generating data (scale {scale}) ...", flush=True)
+            started = time.perf_counter()
+            report["generation_seconds"] = generate(db_url, scale)
+            report["generation_total_seconds"] = round(time.perf_counter() - started, 1)
         report["rows"] = table_counts(db_url)
         print(f"  rows: {report['rows']}", flush=True)
         print("pgbench (same server, same run) ...", flush=True)
@@ -241,7 +247,7 @@ def main() -> None:
         report["overlapping_active_pairs"] = overlaps(db_url)
         print(f"overlapping active bookings after the runs: {report['overlapping_active_pairs']}")
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             drop_db(server, name)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"results-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
