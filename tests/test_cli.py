@@ -101,3 +101,36 @@ def test_serve_starts_with_demo_data_and_answers(fresh_db: str, tmp_path: Path):
         output, _ = proc.communicate(timeout=30)
     assert "admin@demo.melhorsaude.example" in output
     assert "MelhorSaude2026!" in output
+
+
+def test_serve_on_the_embedded_server_stops_it_on_sigterm(tmp_path: Path):
+    """Without DATABASE_URL: starts its own PostgreSQL, and stops it again on exit."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("MS_")}
+    env.update(MS_DATA_DIR=str(tmp_path), MS_LOG_LEVEL="WARNING")
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [*CLI, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    pid_file = tmp_path / "pgdata" / "postmaster.pid"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("serve on the embedded server did not become ready")
+        assert pid_file.exists()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    deadline = time.monotonic() + 20
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not pid_file.exists(), "the embedded PostgreSQL is still running"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import signal
 import sys
 from typing import Annotated
 
@@ -124,8 +125,15 @@ def seed_demo() -> None:
         typer.echo(line)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    # uvicorn re-raises SIGTERM once it has shut down; as an exception rather than
+    # the default handler it lets exit hooks run, so the embedded server is stopped.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         cli()
     except KeyboardInterrupt:
