@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -61,14 +62,23 @@ def drop_database(server_url: str, name: str) -> None:
         )
 
 
+@contextmanager
+def migrated_database(server_url: str, prefix: str) -> Iterator[DatabaseUrls]:
+    """A new database built by the real migrations, dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_database(server_url, name)
+    try:
+        migrate(admin)
+        yield DatabaseUrls(admin=admin, app=app_url_for(admin, "ms_app", None))
+    finally:
+        drop_database(server_url, name)
+
+
 @pytest.fixture(scope="session")
 def database(server_url: str) -> Iterator[DatabaseUrls]:
     """A new database for this test session, built by the real migrations."""
-    name = f"ms_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_database(server_url, name)
-    migrate(admin)
-    yield DatabaseUrls(admin=admin, app=app_url_for(admin, "ms_app", None))
-    drop_database(server_url, name)
+    with migrated_database(server_url, "ms_test") as urls:
+        yield urls
 
 
 @pytest.fixture(scope="session")

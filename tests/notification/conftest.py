@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -16,12 +14,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import DatabaseUrls, app_url_for, make_pool
+from melhor_saude.db import DatabaseUrls, make_pool
 from melhor_saude.jobs import JobRuntime, build_app, set_runtime
-from melhor_saude.migrate import migrate
 from melhor_saude.settings import Settings
 
-from ..conftest import create_database, drop_database
+from ..conftest import migrated_database
 
 
 def free_port() -> int:
@@ -34,11 +31,8 @@ def free_port() -> int:
 @pytest.fixture(scope="package")
 def worker_database(server_url: str) -> Iterator[DatabaseUrls]:
     """A database only these tests' workers drain (no jobs from other suites)."""
-    name = f"ms_worker_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_database(server_url, name)
-    migrate(admin)
-    yield DatabaseUrls(admin=admin, app=app_url_for(admin, "ms_app", None))
-    drop_database(server_url, name)
+    with migrated_database(server_url, "ms_worker") as urls:
+        yield urls
 
 
 @pytest.fixture(scope="package")

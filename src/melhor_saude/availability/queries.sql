@@ -50,3 +50,6 @@ SELECT id, user_id, starts_at, ends_at, status FROM bookings
 WHERE specialist_id = %(specialist_id)s AND status IN ('pending', 'confirmed')
   AND tstzrange(starts_at, ends_at, '[)') && tstzrange(%(from)s, %(to)s, '[)')
 ORDER BY starts_at;
+
+-- refresh_future_index --
+SELECT refresh_exception_future_index();

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -130,6 +129,3 @@ async def reschedule(
 async def my_credits(conn: UserTxDep) -> list[schemas.CreditsOut]:
     """Session credits with your company: allocation, held, used, available."""
     return await service.my_credits(conn)
-
-
-_ = datetime  # keep the import for annotations resolved at runtime by FastAPI

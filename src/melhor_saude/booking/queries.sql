@@ -74,6 +74,6 @@ SELECT company_id, allocation, held, used, available FROM my_session_credits();
 
 -- notification_context --
 -- Names and zone for the booking emails (the service reads them; no row leaves the server).
-SELECT u.email, u.full_name, s.display_name AS specialist, s.timezone
+SELECT b.user_id, b.starts_at, u.email, u.full_name, s.display_name AS specialist, s.timezone
 FROM bookings b JOIN users u ON u.id = b.user_id JOIN specialists s ON s.id = b.specialist_id
 WHERE b.id = %(id)s;

@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
 
@@ -257,17 +258,14 @@ async def _funding(conn: Conn, user_id: str, requested: str | None) -> tuple[str
 async def _email(conn: Conn, booking_id: str, template: str) -> None:
     """Queue the booking email to its user (in this transaction: sent only if it commits)."""
     ctx = await q.one(conn, "notification_context", id=booking_id)
-    booking = await q.one(conn, "get_booking", id=booking_id)
-    if ctx is None or booking is None:
+    if ctx is None:
         return
-    from zoneinfo import ZoneInfo
-
-    local = booking["starts_at"].astimezone(ZoneInfo(ctx["timezone"]))
+    local = ctx["starts_at"].astimezone(ZoneInfo(ctx["timezone"]))
     await enqueue_email(
         conn,
         to=ctx["email"],
         template=template,
-        user_id=str(booking["user_id"]),
+        user_id=str(ctx["user_id"]),
         params={
             "name": ctx["full_name"],
             "specialist": ctx["specialist"],

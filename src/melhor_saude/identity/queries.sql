@@ -225,3 +225,7 @@ ON CONFLICT ON CONSTRAINT users_email_key
 DO UPDATE SET password_hash = EXCLUDED.password_hash,
               email_verified_at = coalesce(users.email_verified_at, now())
 RETURNING id;
+
+-- privileges --
+-- What the caller may administer, read from user_roles (not from the token).
+SELECT auth.is_admin() AS admin, auth.hr_company_ids() AS hr;

@@ -173,8 +173,7 @@ def _user_out(row: dict[str, Any]) -> schemas.UserOut:
 
 async def privileges(conn: Conn) -> tuple[bool, list[str]]:
     """(is admin, ids of companies the caller administers as HR), read from user_roles."""
-    cur = await conn.execute("SELECT auth.is_admin() AS admin, auth.hr_company_ids() AS hr")
-    row = await cur.fetchone()
+    row = await q.one(conn, "privileges")
     assert row is not None
     return bool(row["admin"]), [str(c) for c in row["hr"]]
 
@@ -212,24 +211,32 @@ async def _issue_tokens(
     return schemas.TokensOut(access_token=access, refresh_token=refresh, expires_in=ttl)
 
 
-async def _send_verification(
-    conn: Conn, settings: Settings, *, user_id: str, email: str, name: str
+async def _email_single_use_link(
+    conn: Conn,
+    settings: Settings,
+    *,
+    user_id: str,
+    email: str,
+    name: str,
+    purpose: str,
+    ttl_minutes: int,
+    path: str,
 ) -> None:
+    """Store a single-use token's hash and email its link (template named by the purpose)."""
     token = new_opaque_token()
     await q.run(
         conn,
         "insert_email_token",
         user_id=user_id,
-        purpose="verify_email",
+        purpose=purpose,
         token_hash=hash_token(token),
-        ttl_minutes=settings.email_token_ttl_hours * 60,
+        ttl_minutes=ttl_minutes,
     )
-    link = f"{settings.public_base_url}/verificar-email?token={token}"
     await enqueue_email(
         conn,
         to=email,
-        template="verify_email",
-        params={"name": name, "link": link},
+        template=purpose,
+        params={"name": name, "link": f"{settings.public_base_url}/{path}?token={token}"},
         user_id=user_id,
     )
 
@@ -261,7 +268,16 @@ async def sign_up(
         await q.run(
             conn, "grant_role", user_id=user_id, role="user", company_id=None, granted_by=None
         )
-    await _send_verification(conn, settings, user_id=user_id, email=email, name=body.full_name)
+    await _email_single_use_link(
+        conn,
+        settings,
+        user_id=user_id,
+        email=email,
+        name=body.full_name,
+        purpose="verify_email",
+        ttl_minutes=settings.email_token_ttl_hours * 60,
+        path="verificar-email",
+    )
     await audit.record(
         conn,
         action="auth.signup",
@@ -459,22 +475,15 @@ async def request_password_reset(
     user = await q.one(conn, "user_by_email", email=email.lower())
     if user is None or not user["is_active"]:
         return
-    token = new_opaque_token()
-    await q.run(
+    await _email_single_use_link(
         conn,
-        "insert_email_token",
-        user_id=user["id"],
-        purpose="password_reset",
-        token_hash=hash_token(token),
-        ttl_minutes=settings.password_reset_ttl_minutes,
-    )
-    link = f"{settings.public_base_url}/redefinir-senha?token={token}"
-    await enqueue_email(
-        conn,
-        to=user["email"],
-        template="password_reset",
-        params={"name": user["full_name"], "link": link},
+        settings,
         user_id=str(user["id"]),
+        email=user["email"],
+        name=user["full_name"],
+        purpose="password_reset",
+        ttl_minutes=settings.password_reset_ttl_minutes,
+        path="redefinir-senha",
     )
     await audit.record(
         conn,
