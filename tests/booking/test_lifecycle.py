@@ -205,6 +205,9 @@ async def test_release_and_forfeit_settle_a_reservation_once(client, factory, po
     first = (await _book(client, ana, spec, slot(days=10, hour=1))).json()["id"]
     second = (await _book(client, ana, spec, slot(days=10, hour=2))).json()["id"]
     async with transaction(pool, SERVICE) as conn:
+        await conn.execute(
+            "UPDATE bookings SET status = 'cancelled' WHERE id = ANY(%s)", ([first, second],)
+        )
         assert await release_credit(conn, first) is True
         assert await release_credit(conn, first) is False
         assert await forfeit_credit(conn, first) is False
@@ -213,6 +216,20 @@ async def test_release_and_forfeit_settle_a_reservation_once(client, factory, po
     assert await _ledger(pool, second) == ["reserve", "forfeit"]
     credits = (await client.get("/v1/me/credits", headers=ana.headers)).json()[0]
     assert (credits["held"], credits["used"], credits["available"]) == (0, 1, 1)
+
+
+@pytest.mark.parametrize("entry", ["release", "forfeit", "consume"])
+async def test_a_user_cannot_settle_the_credit_of_an_active_booking(pool, client, factory, entry):
+    company = await factory.company()
+    spec = await factory.specialist()
+    ana = await factory.person("user", company_id=company, allocation=1)
+    bid = (await _book(client, ana, spec, slot(days=12))).json()["id"]
+    async with transaction(pool, ana.caller) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute("SELECT settle_session_credit(%s, %s)", (bid, entry))
+    assert await _ledger(pool, bid) == ["reserve"]
+    again = await _book(client, ana, spec, slot(days=12, hour=12))
+    assert again.json()["code"] == "NO_CREDITS_LEFT"
 
 
 async def test_the_ledger_is_append_only(pool, client, factory):

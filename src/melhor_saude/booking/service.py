@@ -104,6 +104,7 @@ errors.register_constraint("booking_specialist_only", SpecialistOnly)
 errors.register_constraint("session_credits_available", NoCreditsLeft)
 errors.register_constraint("company_session_pool_available", NoCreditsLeft)
 errors.register_constraint("session_credit_membership", NotACompanyMember)
+errors.register_constraint("session_credit_settlement_state", InvalidTransition)
 
 
 def _now() -> datetime:
@@ -402,13 +403,13 @@ async def reschedule(
 
 
 async def release_credit(conn: Conn, booking_id: str) -> bool:
-    """Give a booking's reserved session back (cancellation in time, by the specialist...)."""
+    """Give a cancelled booking's reserved session back (in time, by the specialist...)."""
     row = await q.one(conn, "settle_credit", booking_id=booking_id, entry="release")
     return bool(row and row["settled"])
 
 
 async def forfeit_credit(conn: Conn, booking_id: str) -> bool:
-    """Spend a booking's reserved session without a session (late cancellation)."""
+    """Spend a cancelled booking's reserved session (late cancellation)."""
     row = await q.one(conn, "settle_credit", booking_id=booking_id, entry="forfeit")
     return bool(row and row["settled"])
 
