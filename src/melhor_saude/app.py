@@ -46,6 +46,9 @@ def create_app(
         version=__version__,
         description="Bookings, availability, packages and identity for Melhor Saúde.",
         lifespan=lifespan,
+        # Tracing and errors go to Sentry and structlog; FastAPI's built-in OpenTelemetry
+        # hooks would otherwise look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -141,9 +141,16 @@ async def transaction(pool: AsyncConnectionPool, caller: Caller) -> AsyncIterato
     """One pooled connection, one transaction, acting as `caller`; commit or roll back."""
     async with pool.connection() as raw:
         conn = cast(Conn, raw)
-        async with conn.transaction():
+        # Pipelined: BEGIN and the caller's settings travel in one round trip.
+        async with conn.pipeline():
             await set_caller(conn, caller)
+        try:
             yield conn
+        except BaseException:
+            if not conn.closed:
+                await conn.rollback()
+            raise
+        await conn.commit()
 
 
 class Queries:

@@ -26,7 +26,7 @@ from melhor_saude.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The app's settings (set at creation, so tests can build apps with their own)."""
     settings: Settings = request.app.state.settings
     return settings
@@ -35,7 +35,7 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_caller(request: Request, settings: SettingsDep) -> Caller:
+async def get_caller(request: Request, settings: SettingsDep) -> Caller:
     """The caller from the `Authorization: Bearer` header; anonymous without one."""
     header = request.headers.get("authorization")
     if not header:
@@ -49,7 +49,7 @@ def get_caller(request: Request, settings: SettingsDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def require_user(caller: CallerDep) -> Caller:
+async def require_user(caller: CallerDep) -> Caller:
     """An authenticated caller, or 401."""
     if caller.role == "anon":
         raise errors.Unauthorized()
@@ -74,7 +74,7 @@ async def _service_tx(request: Request) -> AsyncIterator[Conn]:
         yield conn
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     """The application pool, for the few services that own their transactions."""
     pool: AsyncConnectionPool = request.app.state.pool
     return pool
@@ -97,7 +97,7 @@ class ClientInfo:
     user_agent: str | None
 
 
-def get_client(request: Request) -> ClientInfo:
+async def get_client(request: Request) -> ClientInfo:
     """Client address (as seen by the ASGI server; set --forwarded-allow-ips behind a proxy)."""
     host = request.client.host if request.client else None
     try:

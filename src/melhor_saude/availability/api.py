@@ -22,15 +22,16 @@ Bound = Annotated[
 ]
 
 
-@router.get("/specialists/{specialist_id}/slots")
+@router.get("/specialists/{specialist_id}/slots", response_model=schemas.SlotsOut)
 async def list_slots(
     specialist_id: UUID,
     conn: UserTxDep,
     from_: Annotated[str, Query(alias="from", min_length=10, max_length=40)],
     to: Bound,
-) -> schemas.SlotsOut:
+) -> Response:
     """Bookable sessions in a window of at most 31 days (UTC and specialist-local times)."""
-    return await service.list_slots(conn, str(specialist_id), from_, to, datetime.now(UTC))
+    body = await service.list_slots(conn, str(specialist_id), from_, to, datetime.now(UTC))
+    return Response(body, media_type="application/json")
 
 
 @router.post("/specialists/{specialist_id}/exceptions", status_code=201)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 Interval = tuple[datetime, datetime]
@@ -50,7 +51,9 @@ class Slot:
     ends_at: datetime
 
 
+@lru_cache(maxsize=1 << 16)
 def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
+    # Memoised: pure, and every calendar asks for the same few wall-clock times.
     return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
 
 
