@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response
 
 from melhor_saude.availability import schemas, service
-from melhor_saude.web import ClientDep, UserDep, UserTxDep
+from melhor_saude.web import ClientDep, PoolDep, UserDep, UserTxDep
 
 router = APIRouter(prefix="/v1", tags=["availability"])
 Bound = Annotated[
@@ -25,12 +25,13 @@ Bound = Annotated[
 @router.get("/specialists/{specialist_id}/slots", response_model=schemas.SlotsOut)
 async def list_slots(
     specialist_id: UUID,
-    conn: UserTxDep,
+    caller: UserDep,
+    pool: PoolDep,
     from_: Annotated[str, Query(alias="from", min_length=10, max_length=40)],
     to: Bound,
 ) -> Response:
     """Bookable sessions in a window of at most 31 days (UTC and specialist-local times)."""
-    body = await service.list_slots(conn, str(specialist_id), from_, to, datetime.now(UTC))
+    body = await service.list_slots(pool, caller, str(specialist_id), from_, to, datetime.now(UTC))
     return Response(body, media_type="application/json")
 
 

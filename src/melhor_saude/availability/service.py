@@ -10,6 +10,8 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from psycopg_pool import AsyncConnectionPool
+
 from melhor_saude import errors
 from melhor_saude.availability import schemas
 from melhor_saude.availability.repository import queries as q
@@ -114,18 +116,24 @@ def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
+def _schedule_params(specialist_id: str, window: Interval) -> dict[str, Any]:
+    start, end = window
+    return {
+        "id": specialist_id,
+        "first_day": (start - timedelta(days=2)).date(),
+        "last_day": (end + timedelta(days=2)).date(),
+        "busy_from": start - timedelta(days=1),
+        "busy_to": end + timedelta(days=1),
+    }
+
+
 async def load_schedule(conn: Conn, specialist_id: str, window: Interval) -> Schedule:
     """Read hours, exceptions and busy ranges around `window` in one round trip."""
-    start, end = window
-    row = await q.one(
-        conn,
-        "schedule",
-        id=specialist_id,
-        first_day=(start - timedelta(days=2)).date(),
-        last_day=(end + timedelta(days=2)).date(),
-        busy_from=start - timedelta(days=1),
-        busy_to=end + timedelta(days=1),
-    )
+    row = await q.one(conn, "schedule", **_schedule_params(specialist_id, window))
+    return _schedule(specialist_id, row)
+
+
+def _schedule(specialist_id: str, row: dict[str, Any] | None) -> Schedule:
     if row is None:
         raise SpecialistNotFound()
     return Schedule(
@@ -171,7 +179,14 @@ def parse_bound(value: str, tz: ZoneInfo, *, end: bool) -> datetime:
     return instant.astimezone(UTC)
 
 
-async def list_slots(conn: Conn, specialist_id: str, from_: str, to: str, now: datetime) -> bytes:
+async def list_slots(
+    pool: AsyncConnectionPool,
+    caller: Caller,
+    specialist_id: str,
+    from_: str,
+    to: str,
+    now: datetime,
+) -> bytes:
     """Bookable start instants (UTC and specialist-local) in a window of at most 31 days,
     as the JSON body `schemas.SlotsOut` documents.
 
@@ -186,9 +201,10 @@ async def list_slots(conn: Conn, specialist_id: str, from_: str, to: str, now: d
         raise errors.InvalidRequest("'to' must be after 'from'")
     if rough_end - rough_start > MAX_WINDOW + timedelta(days=1):
         raise WindowTooLarge()
-    schedule = await load_schedule(
-        conn, specialist_id, (rough_start - timedelta(days=1), rough_end + timedelta(days=1))
-    )
+    # A single read in its own transaction: one network round trip in all.
+    window = (rough_start - timedelta(days=1), rough_end + timedelta(days=1))
+    row = await q.read(pool, caller, "schedule", **_schedule_params(specialist_id, window))
+    schedule = _schedule(specialist_id, row)
     start = parse_bound(from_, schedule.tz, end=False)
     end = parse_bound(to, schedule.tz, end=True)
     if end - start > MAX_WINDOW:
