@@ -20,16 +20,26 @@ FOR UPDATE;
 UPDATE idempotency_keys SET status_code = %(status_code)s, response = %(response)s
 WHERE user_id = %(user_id)s AND key = %(key)s;
 
--- active_membership --
-SELECT m.company_id, c.is_active AS company_active
-FROM company_members m JOIN companies c ON c.id = m.company_id
-WHERE m.user_id = %(user_id)s AND m.removed_at IS NULL;
+-- booking_context --
+-- Everything creation needs besides the calendar, in one round trip: whether the
+-- caller is an admin, the person booked for (membership and names for the email)
+-- and the rate in force on the specialist-local day of the session.
+SELECT auth.is_admin() AS is_admin, u.email, u.full_name, s.display_name AS specialist_name,
+       m.company_id, c.is_active AS company_active, r.amount, r.currency
+FROM specialists s
+LEFT JOIN users u ON u.id = %(user_id)s
+LEFT JOIN company_members m ON m.user_id = %(user_id)s AND m.removed_at IS NULL
+LEFT JOIN companies c ON c.id = m.company_id
+LEFT JOIN LATERAL specialist_rate_on(
+    s.id, %(session_type_id)s::uuid, (%(starts_at)s::timestamptz AT TIME ZONE s.timezone)::date
+) r ON true
+WHERE s.id = %(specialist_id)s;
 
 -- insert_booking --
-INSERT INTO bookings (user_id, specialist_id, company_id, pillar, session_type_id, starts_at,
+INSERT INTO bookings (id, user_id, specialist_id, company_id, pillar, session_type_id, starts_at,
                       ends_at, blocked_until, buffer_minutes, mode, price, currency, funding,
                       cancellation_notice_hours, created_by)
-VALUES (%(user_id)s, %(specialist_id)s, %(company_id)s, %(pillar)s, %(session_type_id)s,
+VALUES (%(id)s, %(user_id)s, %(specialist_id)s, %(company_id)s, %(pillar)s, %(session_type_id)s,
         %(starts_at)s, %(ends_at)s, %(ends_at)s, %(buffer_minutes)s, %(mode)s, %(price)s,
         %(currency)s, %(funding)s, %(cancellation_notice_hours)s, auth.uid())
 RETURNING *;

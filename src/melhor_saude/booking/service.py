@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from melhor_saude import errors
 from melhor_saude.availability.service import (
+    Schedule,
     SlotTaken,
     SpecialistInactive,
     assert_bookable,
@@ -32,7 +34,7 @@ from melhor_saude.db import Caller, Conn
 from melhor_saude.identity.service import privileges
 from melhor_saude.notification.service import enqueue_email
 from melhor_saude.settings import Settings
-from melhor_saude.specialist.service import rate_in_force, session_type
+from melhor_saude.specialist.service import SpecialistNotFound, session_type
 from melhor_saude.web import ClientInfo
 
 DEFAULT_CANCELLATION_NOTICE_HOURS = 24
@@ -161,30 +163,34 @@ async def create_booking_idempotent(
 async def create_booking(
     conn: Conn, settings: Settings, caller: Caller, body: schemas.BookingIn, client: ClientInfo
 ) -> schemas.BookingOut:
-    """Book a free slot for the caller (admins may book any time, for anyone)."""
-    is_admin, _ = await privileges(conn)
+    """Book a free slot for the caller (admins may book any time, for anyone).
+
+    Four round trips in all: the context, the calendar, then every write pipelined
+    (the booking, its credit, the audit entry and the email), then COMMIT.
+    """
     user_id = str(body.user_id) if body.user_id else caller.user_id
     if user_id is None:
         raise errors.Forbidden("Bookings are made by a signed-in person")
-    if user_id != caller.user_id and not is_admin:
-        raise errors.Forbidden("You can only book sessions for yourself")
     specialist_id = str(body.specialist_id)
     starts_at = body.starts_at.astimezone(UTC)
+    session_type_id = str(body.session_type_id) if body.session_type_id else None
+    ctx = await q.one(
+        conn,
+        "booking_context",
+        user_id=user_id,
+        specialist_id=specialist_id,
+        session_type_id=session_type_id,
+        starts_at=starts_at,
+    )
+    if ctx is None:
+        raise SpecialistNotFound()
+    is_admin = bool(ctx["is_admin"])
+    if user_id != caller.user_id and not is_admin:
+        raise errors.Forbidden("You can only book sessions for yourself")
     now = _now()
     window = (starts_at - timedelta(minutes=1), starts_at + timedelta(minutes=1))
     schedule = await load_schedule(conn, specialist_id, window)
-    duration = schedule.duration
-    pillar = body.pillar or schedule.pillars[0]
-    session_type_id = str(body.session_type_id) if body.session_type_id else None
-    if session_type_id:
-        kind = await session_type(conn, session_type_id)
-        duration = timedelta(minutes=kind["default_duration_minutes"])
-        pillar = body.pillar or kind["pillar"]
-    if pillar not in schedule.pillars:
-        raise errors.InvalidRequest("The specialist does not work in that pillar")
-    mode = body.mode or schedule.modes[0]
-    if mode not in schedule.modes:
-        raise errors.InvalidRequest("The specialist does not offer that mode")
+    duration, pillar, mode = await _session_shape(conn, body, schedule, session_type_id)
     ends_at = starts_at + duration
     if is_admin and body.user_id is not None:
         if not schedule.is_active:
@@ -198,62 +204,102 @@ async def create_booking(
             now=now,
             schedule=schedule,
         )
-    company_id, funding = await _funding(conn, user_id, body.funding)
-    local_day = starts_at.astimezone(schedule.tz).date()
-    rate = await rate_in_force(
-        conn, specialist_id=specialist_id, session_type_id=session_type_id, on=local_day
-    )
-    price, currency = rate or (Decimal("0.00"), settings.default_currency)
-    row = await q.one(
-        conn,
-        "insert_booking",
-        user_id=user_id,
-        specialist_id=specialist_id,
-        company_id=company_id,
-        pillar=pillar,
-        session_type_id=session_type_id,
-        starts_at=starts_at,
-        ends_at=ends_at,
-        buffer_minutes=int(schedule.buffer.total_seconds() // 60),
-        mode=mode,
-        price=price,
-        currency=currency,
-        funding=funding,
-        cancellation_notice_hours=DEFAULT_CANCELLATION_NOTICE_HOURS,
-    )
+    company_id, funding = _funding(ctx, body.funding)
+    if ctx["amount"] is None:
+        price, currency = Decimal("0.00"), settings.default_currency
+    else:
+        price, currency = ctx["amount"], ctx["currency"].strip()
+    booking_id = str(uuid.uuid4())
+    # Pipelined: nothing below needs an earlier result, so the writes travel together
+    # and any refusal (SLOT_TAKEN, NO_CREDITS_LEFT) is raised when the pipeline ends.
+    async with conn.pipeline():
+        inserted = await conn.execute(
+            q.sql["insert_booking"],
+            {
+                "id": booking_id,
+                "user_id": user_id,
+                "specialist_id": specialist_id,
+                "company_id": company_id,
+                "pillar": pillar,
+                "session_type_id": session_type_id,
+                "starts_at": starts_at,
+                "ends_at": ends_at,
+                "buffer_minutes": int(schedule.buffer.total_seconds() // 60),
+                "mode": mode,
+                "price": price,
+                "currency": currency,
+                "funding": funding,
+                "cancellation_notice_hours": DEFAULT_CANCELLATION_NOTICE_HOURS,
+            },
+        )
+        if funding == "company_quota":
+            await q.run(conn, "reserve_credit", booking_id=booking_id)
+        await audit.record(
+            conn,
+            action="booking.created",
+            actor_id=caller.user_id,
+            entity_type="booking",
+            entity_id=booking_id,
+            new={
+                "starts_at": starts_at.isoformat(),
+                "funding": funding,
+                "specialist_id": specialist_id,
+                "user_id": user_id,
+            },
+            client=client,
+        )
+        if ctx["email"] is not None:
+            await enqueue_email(
+                conn,
+                to=ctx["email"],
+                template="booking_created",
+                user_id=user_id,
+                params=_email_params(
+                    ctx["full_name"], ctx["specialist_name"], starts_at, schedule.tz
+                ),
+            )
+    row = await inserted.fetchone()
     assert row is not None
-    if funding == "company_quota":
-        await q.run(conn, "reserve_credit", booking_id=row["id"])
-    booking = schemas.BookingOut(**row)
-    await audit.record(
-        conn,
-        action="booking.created",
-        actor_id=caller.user_id,
-        entity_type="booking",
-        entity_id=str(booking.id),
-        new={
-            "starts_at": booking.starts_at.isoformat(),
-            "funding": funding,
-            "specialist_id": specialist_id,
-            "user_id": user_id,
-        },
-        client=client,
-    )
-    await _email(conn, str(booking.id), "booking_created")
-    return booking
+    return schemas.BookingOut(**row)
 
 
-async def _funding(conn: Conn, user_id: str, requested: str | None) -> tuple[str | None, str]:
-    membership = await q.one(conn, "active_membership", user_id=user_id)
+async def _session_shape(
+    conn: Conn, body: schemas.BookingIn, schedule: Schedule, session_type_id: str | None
+) -> tuple[timedelta, str, str]:
+    """Duration, pillar and mode: as asked, else from the session type or the specialist."""
+    duration = schedule.duration
+    pillar = body.pillar or schedule.pillars[0]
+    if session_type_id:
+        kind = await session_type(conn, session_type_id)
+        duration = timedelta(minutes=kind["default_duration_minutes"])
+        pillar = body.pillar or kind["pillar"]
+    if pillar not in schedule.pillars:
+        raise errors.InvalidRequest("The specialist does not work in that pillar")
+    mode = body.mode or schedule.modes[0]
+    if mode not in schedule.modes:
+        raise errors.InvalidRequest("The specialist does not offer that mode")
+    return duration, pillar, mode
+
+
+def _funding(ctx: dict[str, Any], requested: str | None) -> tuple[str | None, str]:
     if requested == "self_pay":
         return None, "self_pay"
-    if membership is None:
+    if ctx["company_id"] is None:
         if requested == "company_quota":
             raise NotACompanyMember()
         return None, "self_pay"
-    if not membership["company_active"]:
+    if not ctx["company_active"]:
         raise CompanyInactive()
-    return str(membership["company_id"]), "company_quota"
+    return str(ctx["company_id"]), "company_quota"
+
+
+def _email_params(name: str, specialist: str, starts_at: datetime, tz: ZoneInfo) -> dict[str, str]:
+    local = starts_at.astimezone(tz)
+    return {
+        "name": name,
+        "specialist": specialist,
+        "starts_at_local": local.strftime("%d/%m/%Y %H:%M (%Z)"),
+    }
 
 
 async def _email(conn: Conn, booking_id: str, template: str) -> None:
@@ -261,17 +307,14 @@ async def _email(conn: Conn, booking_id: str, template: str) -> None:
     ctx = await q.one(conn, "notification_context", id=booking_id)
     if ctx is None:
         return
-    local = ctx["starts_at"].astimezone(ZoneInfo(ctx["timezone"]))
     await enqueue_email(
         conn,
         to=ctx["email"],
         template=template,
         user_id=str(ctx["user_id"]),
-        params={
-            "name": ctx["full_name"],
-            "specialist": ctx["specialist"],
-            "starts_at_local": local.strftime("%d/%m/%Y %H:%M (%Z)"),
-        },
+        params=_email_params(
+            ctx["full_name"], ctx["specialist"], ctx["starts_at"], ZoneInfo(ctx["timezone"])
+        ),
     )
 
 

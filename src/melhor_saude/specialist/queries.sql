@@ -78,10 +78,5 @@ FROM specialist_rates WHERE specialist_id = %(specialist_id)s
 ORDER BY session_type_id NULLS FIRST, effective_from;
 
 -- rate_in_force --
--- The session type's own rate first, then the specialist's default rate.
-SELECT amount, currency FROM specialist_rates
-WHERE specialist_id = %(specialist_id)s
-  AND (session_type_id = %(session_type_id)s::uuid OR session_type_id IS NULL)
-  AND effective_from <= %(on)s AND (effective_to IS NULL OR effective_to > %(on)s)
-ORDER BY session_type_id NULLS LAST
-LIMIT 1;
+SELECT amount, currency
+FROM specialist_rate_on(%(specialist_id)s, %(session_type_id)s::uuid, %(on)s);
