@@ -240,3 +240,34 @@ async def test_the_ledger_is_append_only(pool, client, factory):
     with pytest.raises(psycopg.Error):
         async with transaction(pool, SERVICE) as conn:
             await conn.execute("DELETE FROM session_credit_ledger WHERE user_id = %s", (ana.id,))
+
+
+async def test_a_released_credit_books_again_and_the_counters_match_the_ledger(
+    client, factory, pool
+):
+    company = await factory.company(session_pool=1)
+    spec = await factory.specialist()
+    ana = await factory.person("user", company_id=company, allocation=1)
+    first = await _book(client, ana, spec, slot(days=13, hour=1))
+    assert first.status_code == 201
+    assert (await _book(client, ana, spec, slot(days=13, hour=2))).status_code == 409
+    async with transaction(pool, SERVICE) as conn:
+        await conn.execute(
+            "UPDATE bookings SET status = 'cancelled' WHERE id = %s", (first.json()["id"],)
+        )
+        assert await release_credit(conn, first.json()["id"]) is True
+    assert (await _book(client, ana, spec, slot(days=13, hour=3))).status_code == 201
+    async with transaction(pool, SERVICE) as conn:
+        cur = await conn.execute(
+            """
+            SELECT (SELECT held FROM session_credit_company_usage WHERE company_id = %(c)s)
+                       AS company_held,
+                   (SELECT held FROM session_credit_member_usage
+                     WHERE company_id = %(c)s AND user_id = %(u)s) AS member_held,
+                   (SELECT sum(CASE entry WHEN 'reserve' THEN 1 WHEN 'release' THEN -1
+                                          ELSE 0 END)
+                      FROM session_credit_ledger WHERE company_id = %(c)s) AS ledger_held
+            """,
+            {"c": company, "u": ana.id},
+        )
+        assert await cur.fetchone() == {"company_held": 1, "member_held": 1, "ledger_held": 1}
