@@ -2,20 +2,8 @@
 
 -- schedule --
 -- Everything one slot computation needs, in one round trip.
-SELECT s.id, s.timezone, s.default_duration_minutes, s.buffer_minutes, s.min_notice_minutes,
-       s.horizon_days, s.is_active, s.pillars, s.modes,
-       (SELECT coalesce(json_agg(json_build_array(h.weekday, h.start_time, h.end_time)), '[]')
-          FROM specialist_weekly_hours h WHERE h.specialist_id = s.id) AS hours,
-       (SELECT coalesce(json_agg(json_build_array(e.exception_date, e.is_available, e.all_day,
-                                                  e.start_time, e.end_time)), '[]')
-          FROM specialist_availability_exceptions e
-          WHERE e.specialist_id = s.id
-            AND e.exception_date BETWEEN %(first_day)s AND %(last_day)s) AS exceptions,
-       (SELECT coalesce(json_agg(json_build_array(b.starts_at, b.blocked_until, b.booking_id)),
-                        '[]')
-          FROM specialist_busy_ranges(s.id, %(busy_from)s, %(busy_to)s) b) AS busy
-FROM specialists s
-WHERE s.id = %(id)s;
+SELECT * FROM specialist_schedule(%(id)s, %(first_day)s, %(last_day)s, %(busy_from)s,
+                                  %(busy_to)s);
 
 -- insert_exceptions --
 -- One row per date of the range, in one statement.

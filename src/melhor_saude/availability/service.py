@@ -116,7 +116,8 @@ def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
-def _schedule_params(specialist_id: str, window: Interval) -> dict[str, Any]:
+def schedule_params(specialist_id: str, window: Interval) -> dict[str, Any]:
+    """Parameters of the `schedule` query (and of `specialist_schedule()`) around a window."""
     start, end = window
     return {
         "id": specialist_id,
@@ -129,11 +130,12 @@ def _schedule_params(specialist_id: str, window: Interval) -> dict[str, Any]:
 
 async def load_schedule(conn: Conn, specialist_id: str, window: Interval) -> Schedule:
     """Read hours, exceptions and busy ranges around `window` in one round trip."""
-    row = await q.one(conn, "schedule", **_schedule_params(specialist_id, window))
-    return _schedule(specialist_id, row)
+    row = await q.one(conn, "schedule", **schedule_params(specialist_id, window))
+    return schedule_from_row(specialist_id, row)
 
 
-def _schedule(specialist_id: str, row: dict[str, Any] | None) -> Schedule:
+def schedule_from_row(specialist_id: str, row: dict[str, Any] | None) -> Schedule:
+    """The `Schedule` a `specialist_schedule()` row describes; 404 without a row."""
     if row is None:
         raise SpecialistNotFound()
     return Schedule(
@@ -203,8 +205,8 @@ async def list_slots(
         raise WindowTooLarge()
     # A single read in its own transaction: one network round trip in all.
     window = (rough_start - timedelta(days=1), rough_end + timedelta(days=1))
-    row = await q.read(pool, caller, "schedule", **_schedule_params(specialist_id, window))
-    schedule = _schedule(specialist_id, row)
+    row = await q.read(pool, caller, "schedule", **schedule_params(specialist_id, window))
+    schedule = schedule_from_row(specialist_id, row)
     start = parse_bound(from_, schedule.tz, end=False)
     end = parse_bound(to, schedule.tz, end=True)
     if end - start > MAX_WINDOW:

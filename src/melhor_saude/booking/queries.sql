@@ -21,19 +21,21 @@ UPDATE idempotency_keys SET status_code = %(status_code)s, response = %(response
 WHERE user_id = %(user_id)s AND key = %(key)s;
 
 -- booking_context --
--- Everything creation needs besides the calendar, in one round trip: whether the
--- caller is an admin, the person booked for (membership and names for the email)
--- and the rate in force on the specialist-local day of the session.
-SELECT auth.is_admin() AS is_admin, u.email, u.full_name, s.display_name AS specialist_name,
-       m.company_id, c.is_active AS company_active, r.amount, r.currency
-FROM specialists s
+-- Everything creation checks, in one round trip: the specialist's calendar around the
+-- start (as the slots read sees it), whether the caller is an admin, the person booked
+-- for (membership, and names for the email) and the rate in force on the
+-- specialist-local day of the session.
+SELECT sch.*, auth.is_admin() AS is_admin, u.email, u.full_name,
+       s.display_name AS specialist_name, m.company_id, c.is_active AS company_active,
+       r.amount, r.currency
+FROM specialist_schedule(%(id)s, %(first_day)s, %(last_day)s, %(busy_from)s, %(busy_to)s) sch
+JOIN specialists s ON s.id = sch.id
 LEFT JOIN users u ON u.id = %(user_id)s
 LEFT JOIN company_members m ON m.user_id = %(user_id)s AND m.removed_at IS NULL
 LEFT JOIN companies c ON c.id = m.company_id
 LEFT JOIN LATERAL specialist_rate_on(
     s.id, %(session_type_id)s::uuid, (%(starts_at)s::timestamptz AT TIME ZONE s.timezone)::date
-) r ON true
-WHERE s.id = %(specialist_id)s;
+) r ON true;
 
 -- insert_booking --
 INSERT INTO bookings (id, user_id, specialist_id, company_id, pillar, session_type_id, starts_at,

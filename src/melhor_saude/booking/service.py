@@ -25,7 +25,8 @@ from melhor_saude.availability.service import (
     SlotTaken,
     SpecialistInactive,
     assert_bookable,
-    load_schedule,
+    schedule_from_row,
+    schedule_params,
 )
 from melhor_saude.booking import schemas
 from melhor_saude.booking.repository import queries as q
@@ -34,7 +35,7 @@ from melhor_saude.db import Caller, Conn
 from melhor_saude.identity.service import privileges
 from melhor_saude.notification.service import enqueue_email
 from melhor_saude.settings import Settings
-from melhor_saude.specialist.service import SpecialistNotFound, session_type
+from melhor_saude.specialist.service import session_type
 from melhor_saude.web import ClientInfo
 
 DEFAULT_CANCELLATION_NOTICE_HOURS = 24
@@ -165,8 +166,9 @@ async def create_booking(
 ) -> schemas.BookingOut:
     """Book a free slot for the caller (admins may book any time, for anyone).
 
-    Four round trips in all: the context, the calendar, then every write pipelined
-    (the booking, its credit, the audit entry and the email), then COMMIT.
+    Three round trips after the caller's settings: the calendar with the context, then
+    every write pipelined (the booking, its credit, the audit entry and the email),
+    then COMMIT.
     """
     user_id = str(body.user_id) if body.user_id else caller.user_id
     if user_id is None:
@@ -174,22 +176,21 @@ async def create_booking(
     specialist_id = str(body.specialist_id)
     starts_at = body.starts_at.astimezone(UTC)
     session_type_id = str(body.session_type_id) if body.session_type_id else None
+    window = (starts_at - timedelta(minutes=1), starts_at + timedelta(minutes=1))
     ctx = await q.one(
         conn,
         "booking_context",
+        **schedule_params(specialist_id, window),
         user_id=user_id,
-        specialist_id=specialist_id,
         session_type_id=session_type_id,
         starts_at=starts_at,
     )
-    if ctx is None:
-        raise SpecialistNotFound()
+    schedule = schedule_from_row(specialist_id, ctx)
+    assert ctx is not None
     is_admin = bool(ctx["is_admin"])
     if user_id != caller.user_id and not is_admin:
         raise errors.Forbidden("You can only book sessions for yourself")
     now = _now()
-    window = (starts_at - timedelta(minutes=1), starts_at + timedelta(minutes=1))
-    schedule = await load_schedule(conn, specialist_id, window)
     duration, pillar, mode = await _session_shape(conn, body, schedule, session_type_id)
     ends_at = starts_at + duration
     if is_admin and body.user_id is not None:
