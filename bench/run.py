@@ -29,7 +29,14 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate import generate, table_counts
-from load import booking_phase, booking_targets, slots_phase
+from load import (
+    booking_phase,
+    booking_targets,
+    slots_phase,
+    wrk_binary,
+    wrk_bookings,
+    wrk_slots,
+)
 from melhor_saude.db import start_embedded, with_database
 from melhor_saude.identity.tokens import issue_access_token
 from melhor_saude.migrate import migrate
@@ -178,6 +185,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument(
+        "--httpx", action="store_true", help="use the Python load generator even if wrk is here"
+    )
+    parser.add_argument(
         "--reuse",
         metavar="DBNAME",
         help="load an existing (kept) bench database instead of generating",
@@ -208,36 +218,54 @@ def main() -> None:
         print("pgbench (same server, same run) ...", flush=True)
         report["pgbench"] = pgbench(server, 10 if args.quick else 20)
 
-        settings = Settings(_env_file=None, jwt_secret=SECRET)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, jwt_secret=SECRET, access_token_ttl_seconds=86400)  # type: ignore[call-arg]
         specialists, tokens, token = people(db_url, settings)
         targets = booking_targets(specialists, datetime.now(UTC).date() + timedelta(days=3))
+        ids = [s for s, _ in specialists]
+        use_wrk = wrk_binary() is not None and not args.httpx
+        report["load_generator"] = "wrk" if use_wrk else "httpx"
+        print(f"load generator: {report['load_generator']}", flush=True)
+        OUT.mkdir(parents=True, exist_ok=True)
+        specialists_file = OUT / "specialists.txt"
+        specialists_file.write_text("\n".join(ids) + "\n")
         runs = []
         for workers in args.workers:
             proc, base = start_api(db_url, workers)
             try:
                 for run in range(args.runs):
-                    ids = [s for s, _ in specialists]
-                    slots = asyncio.run(
-                        slots_phase(
-                            base, token, ids, clients=16, requests=slot_requests, warmup=200
+                    if use_wrk:
+                        slots = wrk_slots(
+                            base,
+                            token,
+                            specialists_file,
+                            clients=16,
+                            seconds=phase_seconds,
+                            warmup_seconds=3,
                         )
-                    )
-                    booked = asyncio.run(
-                        booking_phase(base, tokens, targets, clients=32, seconds=phase_seconds)
-                    )
-                    entry = {
-                        "workers": workers,
-                        "run": run + 1,
-                        "slots": slots.summary(),
-                        "bookings": booked.summary(),
-                    }
+                        booked = wrk_bookings(
+                            base,
+                            tokens,
+                            targets,
+                            OUT / "targets.txt",
+                            clients=32,
+                            seconds=phase_seconds,
+                        )
+                    else:
+                        slots = asyncio.run(
+                            slots_phase(
+                                base, token, ids, clients=16, requests=slot_requests, warmup=200
+                            )
+                        ).summary()
+                        booked = asyncio.run(
+                            booking_phase(base, tokens, targets, clients=32, seconds=phase_seconds)
+                        ).summary()
+                    entry = {"workers": workers, "run": run + 1, "slots": slots, "bookings": booked}
                     runs.append(entry)
-                    s, b = entry["slots"], entry["bookings"]
                     print(
-                        f"  workers={workers} run={run + 1}: slots p50 {s['median_ms']} ms"
-                        f" p99 {s['p99_ms']} ms {s['per_second']}/s | bookings"
-                        f" {b['ok_per_second']}/s p50 {b['median_ms']} ms p99 {b['p99_ms']} ms"
-                        f" {b['statuses']}",
+                        f"  workers={workers} run={run + 1}: slots p50 {slots['median_ms']} ms"
+                        f" p99 {slots['p99_ms']} ms {slots['per_second']}/s | bookings"
+                        f" {booked['ok_per_second']}/s p50 {booked['median_ms']} ms"
+                        f" p99 {booked['p99_ms']} ms {booked['statuses']}",
                         flush=True,
                     )
             finally:
@@ -249,7 +277,6 @@ def main() -> None:
     finally:
         if not (args.keep or args.reuse):
             drop_db(server, name)
-    OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"results-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(report, indent=2))
     print(f"results: {path}")
