@@ -133,7 +133,7 @@ def generate(owner_url: str, scale: float = 1.0) -> dict[str, float]:
         )
         for name, sql in STEPS:
             started = time.perf_counter()
-            conn.execute(sql, params)  # type: ignore[arg-type]
+            conn.execute(sql, params)
             timings[name] = time.perf_counter() - started
             print(f"  generated {name:<16} {timings[name]:7.1f} s", flush=True)
         started = time.perf_counter()

@@ -218,7 +218,7 @@ def main() -> None:
         print("pgbench (same server, same run) ...", flush=True)
         report["pgbench"] = pgbench(server, 10 if args.quick else 20)
 
-        settings = Settings(_env_file=None, jwt_secret=SECRET, access_token_ttl_seconds=86400)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, jwt_secret=SECRET, access_token_ttl_seconds=86400)
         specialists, tokens, token = people(db_url, settings)
         targets = booking_targets(specialists, datetime.now(UTC).date() + timedelta(days=3))
         ids = [s for s, _ in specialists]
