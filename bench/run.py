@@ -260,6 +260,22 @@ def main() -> None:
                             booking_phase(base, tokens, targets, clients=32, seconds=phase_seconds)
                         ).summary()
                     entry = {"workers": workers, "run": run + 1, "slots": slots, "bookings": booked}
+                    if use_wrk and run == 0:
+                        # The latency of one request with nothing queued ahead of it.
+                        entry["slots_one_client"] = wrk_slots(
+                            base,
+                            token,
+                            specialists_file,
+                            clients=1,
+                            seconds=phase_seconds / 2,
+                            warmup_seconds=1,
+                        )
+                        one = entry["slots_one_client"]
+                        print(
+                            f"  workers={workers} slots, one client: p50 {one['median_ms']} ms"
+                            f" p99 {one['p99_ms']} ms",
+                            flush=True,
+                        )
                     runs.append(entry)
                     print(
                         f"  workers={workers} run={run + 1}: slots p50 {slots['median_ms']} ms"
