@@ -210,3 +210,71 @@ def test_properties_of_every_slot(weekly, exceptions, busy, zone, duration, buff
         if previous_end is not None:
             assert slot.starts_at >= previous_end  # sorted, never overlapping
         previous_end = slot.ends_at
+
+
+def reference_slots(  # type: ignore[no-untyped-def]
+    *, tz, weekly, exceptions, busy, duration, buffer, window, earliest_start, latest_start
+):
+    """The grid walked candidate by candidate, every busy range checked each time: slow
+    and obviously right, the oracle for the one-pass version."""
+    first_day = window[0].astimezone(tz).date() - timedelta(days=1)
+    last_day = window[1].astimezone(tz).date() + timedelta(days=1)
+    free = available_time(
+        tz=tz, weekly=weekly, exceptions=exceptions, first_day=first_day, last_day=last_day
+    )
+    found = []
+    for start, end in free:
+        at = start
+        while at + duration <= end:
+            if (
+                window[0] <= at < window[1]
+                and earliest_start <= at <= latest_start
+                and not any(bs < at + duration + buffer and at < be for bs, be in busy)
+            ):
+                found.append((at, at + duration))
+            at += duration + buffer
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    weekly=weekly_strategy,
+    exceptions=exception_strategy,
+    busy=busy_strategy,
+    zone=st.sampled_from(["Europe/Lisbon", "Africa/Maputo", "UTC", "America/Sao_Paulo"]),
+    duration=st.sampled_from([15, 30, 45, 60, 90, 240]),
+    buffer=st.sampled_from([0, 5, 10, 15, 120]),
+    window_offset=st.integers(-48 * 4, 6 * 24 * 4),
+    window_quarters=st.integers(1, 9 * 24 * 4),
+    earliest_offset=st.integers(-48 * 4, 10 * 24 * 4),
+    horizon_quarters=st.integers(0, 10 * 24 * 4),
+)
+def test_the_one_pass_grid_matches_the_reference(  # type: ignore[no-untyped-def]
+    weekly,
+    exceptions,
+    busy,
+    zone,
+    duration,
+    buffer,
+    window_offset,
+    window_quarters,
+    earliest_offset,
+    horizon_quarters,
+):
+    base = datetime(2027, 3, 24, tzinfo=UTC)
+    quarter = timedelta(minutes=15)
+    window_start = base + window_offset * quarter
+    earliest = base + earliest_offset * quarter + timedelta(minutes=7)  # off the grid too
+    args = {
+        "tz": ZoneInfo(zone),
+        "weekly": weekly,
+        "exceptions": exceptions,
+        "busy": busy,
+        "duration": timedelta(minutes=duration),
+        "buffer": timedelta(minutes=buffer),
+        "window": (window_start, window_start + window_quarters * quarter),
+        "earliest_start": earliest,
+        "latest_start": earliest + horizon_quarters * quarter,
+    }
+    fast = [(s.starts_at, s.ends_at) for s in compute_slots(**args)]
+    assert fast == reference_slots(**args)

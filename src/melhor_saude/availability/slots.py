@@ -142,26 +142,18 @@ def compute_slots(
     )
     taken = union(busy)
     step = duration + buffer
+    lowest = max(window_start, earliest_start)
     slots: list[Slot] = []
+    # Candidates come in increasing order (free intervals are sorted and disjoint), so
+    # one pass over `taken` serves them all, and the grid jumps straight to `lowest`.
+    j = 0
     for start, end in free:
-        at = start
-        while at + duration <= end:
+        at = start if start >= lowest else start - ((start - lowest) // step) * step
+        while at + duration <= end and at < window_end and at <= latest_start:
             blocked_until = at + duration + buffer
-            if (
-                window_start <= at < window_end
-                and earliest_start <= at <= latest_start
-                and not _overlaps(taken, at, blocked_until)
-            ):
+            while j < len(taken) and taken[j][1] <= at:
+                j += 1
+            if j == len(taken) or taken[j][0] >= blocked_until:
                 slots.append(Slot(at, at + duration))
             at += step
     return slots
-
-
-def _overlaps(taken: Sequence[Interval], start: datetime, end: datetime) -> bool:
-    # `taken` is sorted and disjoint; a linear scan is enough for a month of one calendar.
-    for busy_start, busy_end in taken:
-        if busy_start >= end:
-            return False
-        if busy_end > start:
-            return True
-    return False
