@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -71,11 +71,12 @@ def run_wrk(
     """One wrk run; the script's done() prints status counts and percentiles."""
     binary = wrk_binary()
     assert binary, "wrk is not installed"
+    threads = min(WRK_THREADS, connections)  # wrk wants a connection per thread
     out = subprocess.run(
         [
             binary,
             "-t",
-            str(WRK_THREADS),
+            str(threads),
             "-c",
             str(connections),
             "-d",
@@ -89,7 +90,7 @@ def run_wrk(
         env={
             **os.environ,
             "BENCH_WRK_DIR": str(WRK_DIR),
-            "BENCH_THREADS": str(WRK_THREADS),
+            "BENCH_THREADS": str(threads),
             **env,
         },
         capture_output=True,
@@ -119,6 +120,22 @@ def run_wrk(
     }
 
 
+CpuProbe = Callable[[], dict[str, float]]
+
+
+def measured(probe: CpuProbe | None, run: Callable[[], dict[str, object]]) -> dict[str, object]:
+    """`run()`'s summary plus the CPU milliseconds each process group spent per request."""
+    before = probe() if probe else {}
+    summary = run()
+    if probe:
+        after = probe()
+        requests = max(1, int(summary["requests"]))  # type: ignore[call-overload]
+        summary["cpu_ms_per_request"] = {
+            group: round((after[group] - before[group]) * 1000 / requests, 3) for group in after
+        }
+    return summary
+
+
 def wrk_slots(
     base: str,
     token: str,
@@ -128,6 +145,7 @@ def wrk_slots(
     seconds: float,
     warmup_seconds: float,
     days: int = 14,
+    probe: CpuProbe | None = None,
 ) -> dict[str, object]:
     """`clients` connections each asking, back to back, for a random specialist's slots."""
     today = datetime.now(UTC).date()
@@ -138,7 +156,10 @@ def wrk_slots(
         "BENCH_TO": (today + timedelta(days=days)).isoformat(),
     }
     run_wrk(base, "slots.lua", connections=clients, seconds=warmup_seconds, env=env)
-    return run_wrk(base, "slots.lua", connections=clients, seconds=seconds, env=env)
+    return measured(
+        probe,
+        lambda: run_wrk(base, "slots.lua", connections=clients, seconds=seconds, env=env),
+    )
 
 
 def wrk_bookings(
@@ -150,18 +171,22 @@ def wrk_bookings(
     clients: int,
     seconds: float,
     max_rate: int = 2000,
+    probe: CpuProbe | None = None,
 ) -> dict[str, object]:
     """`clients` connections each booking the next unused slot as a random employee."""
     rng = random.Random(11)
     with targets_file.open("w") as out:
         for sid, starts_at in take(targets, int(seconds * max_rate)):
             out.write(f"{sid} {starts_at} {rng.choice(tokens)}\n")
-    return run_wrk(
-        base,
-        "book.lua",
-        connections=clients,
-        seconds=seconds,
-        env={"BENCH_TARGETS": str(targets_file)},
+    return measured(
+        probe,
+        lambda: run_wrk(
+            base,
+            "book.lua",
+            connections=clients,
+            seconds=seconds,
+            env={"BENCH_TARGETS": str(targets_file)},
+        ),
     )
 
 

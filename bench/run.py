@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -147,6 +148,33 @@ def start_api(db_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("API did not start")
 
 
+def cpu_probe(api_pid: int) -> Callable[[], dict[str, float]]:
+    """CPU seconds used so far by the API (uvicorn and its workers) and by every
+    `postgres` process: the machine is shared and its speed varies, so CPU per
+    request is steadier than requests per second."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def probe() -> dict[str, float]:
+        used = {"api": 0.0, "postgres": 0.0}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # the process ended
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            if int(entry.name) == api_pid or int(fields[1]) == api_pid:
+                used["api"] += seconds
+            elif comm == "postgres":
+                used["postgres"] += seconds
+        return used
+
+    return probe
+
+
 def overlaps(db_url: str) -> int:
     """Pairs of active bookings of one specialist that overlap: must be 0."""
     with psycopg.connect(db_url) as conn:
@@ -231,6 +259,7 @@ def main() -> None:
         runs = []
         for workers in args.workers:
             proc, base = start_api(db_url, workers)
+            probe = cpu_probe(proc.pid)
             try:
                 for run in range(args.runs):
                     if use_wrk:
@@ -241,6 +270,7 @@ def main() -> None:
                             clients=16,
                             seconds=phase_seconds,
                             warmup_seconds=3,
+                            probe=probe,
                         )
                         booked = wrk_bookings(
                             base,
@@ -249,6 +279,7 @@ def main() -> None:
                             OUT / "targets.txt",
                             clients=32,
                             seconds=phase_seconds,
+                            probe=probe,
                         )
                     else:
                         slots = asyncio.run(
@@ -281,7 +312,9 @@ def main() -> None:
                         f"  workers={workers} run={run + 1}: slots p50 {slots['median_ms']} ms"
                         f" p99 {slots['p99_ms']} ms {slots['per_second']}/s | bookings"
                         f" {booked['ok_per_second']}/s p50 {booked['median_ms']} ms"
-                        f" p99 {booked['p99_ms']} ms {booked['statuses']}",
+                        f" p99 {booked['p99_ms']} ms {booked['statuses']}"
+                        f" | CPU ms/request slots {slots.get('cpu_ms_per_request')}"
+                        f" bookings {booked.get('cpu_ms_per_request')}",
                         flush=True,
                     )
             finally:
