@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from melhor_saude.availability.schemas import SlotsOut
 from melhor_saude.db import SERVICE, transaction
 
 from ..booking.conftest import iso, slot
@@ -29,7 +30,10 @@ async def test_slots_in_lisbon_are_18_local_whatever_the_offset(client, factory)
     ana = await factory.person("user")
     r = await _slots(client, ana, spec, _day(1), _day(31))
     assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
     body = r.json()
+    # The hand-built body is exactly what the documented model says.
+    assert SlotsOut.model_validate(body).model_dump(mode="json") == body
     assert body["timezone"] == "Europe/Lisbon"
     assert len(body["slots"]) == 31
     for s in body["slots"]:

@@ -217,7 +217,8 @@ async def list_slots(
             "specialist_id": specialist_id,
             "timezone": str(schedule.tz),
             "duration_minutes": int(schedule.duration.total_seconds() // 60),
-        }
+        },
+        separators=(",", ":"),
     )
     fragments = ",".join(slot_json(s.starts_at, s.ends_at, schedule.tz) for s in slots)
     return f'{head[:-1]},"slots":[{fragments}]}}'.encode()
