@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from melhor_saude.availability.schemas import SlotOut
-from melhor_saude.availability.service import slot_json
+from melhor_saude.availability.schemas import SlotOut, slot_json
 from melhor_saude.availability.slots import Slot
 
 ZONES = ["UTC", "Europe/Lisbon", "Africa/Maputo", "America/St_Johns", "Asia/Kathmandu"]

@@ -31,8 +31,8 @@ async def list_slots(
     to: Bound,
 ) -> Response:
     """Bookable sessions in a window of at most 31 days (UTC and specialist-local times)."""
-    body = await service.list_slots(pool, caller, str(specialist_id), from_, to, datetime.now(UTC))
-    return Response(body, media_type="application/json")
+    page = await service.list_slots(pool, caller, str(specialist_id), from_, to, datetime.now(UTC))
+    return Response(schemas.render_slots(page), media_type="application/json")
 
 
 @router.post("/specialists/{specialist_id}/exceptions", status_code=201)

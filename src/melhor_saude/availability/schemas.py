@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time
-from typing import Annotated, Literal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from melhor_saude.availability.service import SlotsPage
 
 Reason = Literal["vacation", "sick_leave", "personal", "training", "conference", "other"]
 
@@ -63,3 +70,45 @@ class SlotsOut(BaseModel):
     timezone: str
     duration_minutes: int
     slots: list[SlotOut]
+
+
+def render_slots(page: SlotsPage) -> bytes:
+    """The JSON body `SlotsOut` documents, joined from memoised per-slot JSON.
+
+    Slots are the hottest read of the product: validating and serialising SlotOut
+    models cost more than computing the slots. A test holds this to the model.
+    """
+    head = json.dumps(
+        {
+            "specialist_id": page.specialist_id,
+            "timezone": str(page.tz),
+            "duration_minutes": int(page.duration.total_seconds() // 60),
+        },
+        separators=(",", ":"),
+    )
+    fragments = ",".join(slot_json(s.starts_at, s.ends_at, page.tz) for s in page.slots)
+    return f'{head[:-1]},"slots":[{fragments}]}}'.encode()
+
+
+@lru_cache(maxsize=1 << 16)
+def slot_json(starts_at: datetime, ends_at: datetime, tz: ZoneInfo) -> str:
+    """One slot as the JSON object `SlotOut` documents (UTC and specialist-local).
+
+    Memoised: every specialist's slots fall on the same few wall-clock hours, and
+    formatting datetimes costs more than computing the slots.
+    """
+    return json.dumps(
+        {
+            "starts_at": _iso(starts_at),
+            "ends_at": _iso(ends_at),
+            "local_starts_at": _iso(starts_at.astimezone(tz)),
+            "local_ends_at": _iso(ends_at.astimezone(tz)),
+        },
+        separators=(",", ":"),
+    )
+
+
+def _iso(value: datetime) -> str:
+    # ISO 8601 as pydantic writes it: `Z` for a zero offset.
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

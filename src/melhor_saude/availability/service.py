@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -61,6 +60,16 @@ class ExceptionNotFound(errors.NotFound):
     """Availability exception not found."""
 
     code = "EXCEPTION_NOT_FOUND"
+
+
+@dataclass(frozen=True)
+class SlotsPage:
+    """A specialist's bookable sessions in a window."""
+
+    specialist_id: str
+    tz: ZoneInfo
+    duration: timedelta
+    slots: list[Slot]
 
 
 @dataclass(frozen=True)
@@ -188,13 +197,9 @@ async def list_slots(
     from_: str,
     to: str,
     now: datetime,
-) -> bytes:
-    """Bookable start instants (UTC and specialist-local) in a window of at most 31 days,
-    as the JSON body `schemas.SlotsOut` documents.
-
-    The hottest read of the product, so the body is joined from memoised per-slot JSON
-    rather than validated models: pydantic cost more than the slot computation itself.
-    """
+) -> SlotsPage:
+    """Bookable sessions in a window of at most 31 days (`schemas.render_slots` writes
+    them as the body `schemas.SlotsOut` documents)."""
     # Date bounds are the specialist's local days: load around a UTC reading of
     # the bounds (±1 day covers every offset), then read them in the right zone.
     rough_start = parse_bound(from_, ZoneInfo("UTC"), end=False)
@@ -211,41 +216,12 @@ async def list_slots(
     end = parse_bound(to, schedule.tz, end=True)
     if end - start > MAX_WINDOW:
         raise WindowTooLarge()
-    slots = schedule.slots((start, end), now) if schedule.is_active else []
-    head = json.dumps(
-        {
-            "specialist_id": specialist_id,
-            "timezone": str(schedule.tz),
-            "duration_minutes": int(schedule.duration.total_seconds() // 60),
-        },
-        separators=(",", ":"),
+    return SlotsPage(
+        specialist_id=specialist_id,
+        tz=schedule.tz,
+        duration=schedule.duration,
+        slots=schedule.slots((start, end), now) if schedule.is_active else [],
     )
-    fragments = ",".join(slot_json(s.starts_at, s.ends_at, schedule.tz) for s in slots)
-    return f'{head[:-1]},"slots":[{fragments}]}}'.encode()
-
-
-@lru_cache(maxsize=1 << 16)
-def slot_json(starts_at: datetime, ends_at: datetime, tz: ZoneInfo) -> str:
-    """One slot as the JSON object `schemas.SlotOut` documents (UTC and specialist-local).
-
-    Memoised: every specialist's slots fall on the same few wall-clock hours, and
-    formatting datetimes costs more than computing the slots.
-    """
-    return json.dumps(
-        {
-            "starts_at": _iso(starts_at),
-            "ends_at": _iso(ends_at),
-            "local_starts_at": _iso(starts_at.astimezone(tz)),
-            "local_ends_at": _iso(ends_at.astimezone(tz)),
-        },
-        separators=(",", ":"),
-    )
-
-
-def _iso(value: datetime) -> str:
-    # ISO 8601 as pydantic writes it: `Z` for a zero offset.
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 async def assert_bookable(
