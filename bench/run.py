@@ -104,15 +104,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_api(db_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(db_url: str, workers: int, pool: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
         "MS_ENVIRONMENT": "bench",
         "MS_JWT_SECRET": SECRET,
-        "MS_DB_POOL_MAX": "20",
-        "MS_DB_POOL_MIN": "4",
+        "MS_DB_POOL_MAX": str(pool),
+        "MS_DB_POOL_MIN": str(pool),
         "MS_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
@@ -216,6 +216,12 @@ def main() -> None:
         "--httpx", action="store_true", help="use the Python load generator even if wrk is here"
     )
     parser.add_argument(
+        "--pool",
+        type=int,
+        default=3,
+        help="database connections per API process (see docs/benchmarks.md for why 3)",
+    )
+    parser.add_argument(
         "--reuse",
         metavar="DBNAME",
         help="load an existing (kept) bench database instead of generating",
@@ -252,13 +258,14 @@ def main() -> None:
         ids = [s for s, _ in specialists]
         use_wrk = wrk_binary() is not None and not args.httpx
         report["load_generator"] = "wrk" if use_wrk else "httpx"
+        report["pool_per_process"] = args.pool
         print(f"load generator: {report['load_generator']}", flush=True)
         OUT.mkdir(parents=True, exist_ok=True)
         specialists_file = OUT / "specialists.txt"
         specialists_file.write_text("\n".join(ids) + "\n")
         runs = []
         for workers in args.workers:
-            proc, base = start_api(db_url, workers)
+            proc, base = start_api(db_url, workers, args.pool)
             probe = cpu_probe(proc.pid)
             try:
                 for run in range(args.runs):
