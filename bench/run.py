@@ -218,8 +218,8 @@ def main() -> None:
     parser.add_argument(
         "--pool",
         type=int,
-        default=3,
-        help="database connections per API process (see docs/benchmarks.md for why 3)",
+        default=2,
+        help="database connections per API process (see docs/benchmarks.md for why 2)",
     )
     parser.add_argument(
         "--reuse",
