@@ -1,4 +1,4 @@
-"""The worker process: runs deferred jobs as they are committed, and stops cleanly."""
+"""The worker process: delivers committed emails, runs jobs, and stops cleanly."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ async def test_worker_delivers_a_committed_email_promptly_and_stops_on_request(
                 params={"name": "R", "link": "http://l"},
             )
         status = None
-        for _ in range(200):  # LISTEN/NOTIFY wakes the worker; allow 10 s on a slow machine
+        for _ in range(200):  # the idle loop polls every second; allow 10 s on a slow machine
             async with transaction(pool, SERVICE) as conn:
                 cur = await conn.execute(
                     "SELECT status FROM email_outbox WHERE id = %s", (email_id,)
@@ -70,7 +70,7 @@ def test_building_the_job_app_twice_keeps_task_names(own_database: DatabaseUrls)
     first = jobs.build_app(own_database.app)
     second = jobs.build_app(own_database.app)
     for app in (first, second):
-        assert {"ms:deliver_email", "ms:requeue_stuck_emails"} <= set(app.tasks)
+        assert "ms:refresh_exception_future_index" in app.tasks
         assert not any(name.startswith("ms:ms:") for name in app.tasks)
         periodic = {p.task.name for p in app.periodic_registry.periodic_tasks.values()}
-        assert "ms:requeue_stuck_emails" in periodic
+        assert "ms:refresh_exception_future_index" in periodic

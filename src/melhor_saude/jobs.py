@@ -3,7 +3,9 @@
 Tasks take only ids as arguments and open their own transaction through
 `job_transaction()`, acting as `service_role` unless told otherwise. Work that
 must commit with a request is not deferred from Python: the request writes an
-outbox row, and a trigger on that row defers the job in the same transaction.
+outbox row in its own transaction (emails: `email_outbox`, drained by the
+delivery loops in `notification.delivery`, which run beside procrastinate's
+worker in the same process).
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ async def job_transaction(caller: Caller = SERVICE) -> AsyncIterator[Conn]:
 def task_modules() -> list[str]:
     """Modules whose import registers tasks on the blueprint."""
     return [
-        "melhor_saude.notification.tasks",
         "melhor_saude.booking.tasks",
         "melhor_saude.availability.tasks",
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import uvicorn
@@ -12,6 +11,7 @@ from fastapi import FastAPI
 from melhor_saude.app import create_app, init_process
 from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
 from melhor_saude.jobs import JobRuntime, build_app, set_runtime
+from melhor_saude.notification.delivery import run_delivery
 from melhor_saude.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -31,23 +31,35 @@ async def run_worker(
     concurrency: int = 4,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run procrastinate's worker until cancelled (or `stop` is set)."""
-    pool = make_pool(urls.app, min_size=1, max_size=max(2, concurrency), name="jobs")
+    """Run procrastinate's worker and the email delivery loops until cancelled or `stop`.
+
+    `concurrency` is both the number of jobs run at once and of emails sent at once.
+    """
+    if stop is None:
+        stop = asyncio.Event()
+    pool = make_pool(urls.app, min_size=1, max_size=2 * max(1, concurrency), name="jobs")
     await pool.open(wait=True)
     set_runtime(JobRuntime(pool=pool, settings=settings))
     app = build_app(urls.app)
     try:
         async with app.open_async():
-            worker = asyncio.create_task(
-                app.run_worker_async(concurrency=concurrency, install_signal_handlers=False)
-            )
-            if stop is None:
-                await worker
-            else:
-                await stop.wait()
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+            running = [
+                asyncio.create_task(
+                    app.run_worker_async(concurrency=concurrency, install_signal_handlers=False)
+                ),
+                asyncio.create_task(run_delivery(pool, settings, stop, loops=concurrency)),
+            ]
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                # Until asked to stop, or until either half ends (it raised).
+                await asyncio.wait([stopping, *running], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.set()
+                running[0].cancel()
+                await asyncio.gather(stopping, *running, return_exceptions=True)
+            for task in running:
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise error
     finally:
         set_runtime(None)
         await pool.close()

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 10.0
     email_max_attempts: int = 6
+    email_poll_seconds: float = 1.0
     public_base_url: str = "http://127.0.0.1:8000"
 
     default_timezone: str = "Africa/Maputo"

@@ -1,4 +1,4 @@
-"""Worker tests commit and run jobs, so they get a database of their own (real migrations)."""
+"""Delivery tests commit and drain the outbox, so they get a database of their own."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.db import DatabaseUrls, make_pool
-from melhor_saude.jobs import JobRuntime, build_app, set_runtime
+from melhor_saude.notification.delivery import deliver_due
 from melhor_saude.settings import Settings
 
 from ..conftest import migrated_database
@@ -30,7 +30,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="package")
 def worker_database(server_url: str) -> Iterator[DatabaseUrls]:
-    """A database only these tests' workers drain (no jobs from other suites)."""
+    """A database only these tests drain (no emails from other suites)."""
     with migrated_database(server_url, "ms_worker") as urls:
         yield urls
 
@@ -90,29 +90,6 @@ def smtp_settings(settings: Settings, port: int, **changes: Any) -> Settings:
     )
 
 
-async def drain_jobs(
-    pool: AsyncConnectionPool,
-    database: DatabaseUrls,
-    settings: Settings,
-    *,
-    concurrency: int = 1,
-    workers: int = 1,
-) -> None:
-    """Run real procrastinate workers (each its own app and connections) until no job is due."""
-    set_runtime(JobRuntime(pool=pool, settings=settings))
-
-    async def one_worker(index: int) -> None:
-        app = build_app(database.app)
-        async with app.open_async():
-            await app.run_worker_async(
-                name=f"test-worker-{index}",
-                wait=False,
-                concurrency=concurrency,
-                install_signal_handlers=False,
-                listen_notify=False,
-            )
-
-    try:
-        await asyncio.gather(*(one_worker(i) for i in range(workers)))
-    finally:
-        set_runtime(None)
+async def deliver(pool: AsyncConnectionPool, settings: Settings, *, loops: int = 1) -> None:
+    """Run `loops` real delivery passes side by side until no email is due."""
+    await asyncio.gather(*(deliver_due(pool, settings) for _ in range(loops)))

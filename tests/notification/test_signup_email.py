@@ -14,7 +14,7 @@ from melhor_saude.app import create_app
 from melhor_saude.db import SERVICE, DatabaseUrls, transaction
 from melhor_saude.settings import Settings
 
-from .conftest import Inbox, drain_jobs, smtp_settings
+from .conftest import Inbox, deliver, smtp_settings
 
 
 @pytest.fixture
@@ -33,7 +33,6 @@ async def worker_db_client(
 async def test_sign_up_sends_a_verification_email_whose_link_verifies_the_address(
     worker_db_client: httpx.AsyncClient,
     worker_pool: AsyncConnectionPool,
-    worker_database: DatabaseUrls,
     settings: Settings,
     smtp_server: tuple[Inbox, int],
 ) -> None:
@@ -46,7 +45,7 @@ async def test_sign_up_sends_a_verification_email_whose_link_verifies_the_addres
     assert signup.status_code == 201, signup.text
     user_id = signup.json()["id"]
 
-    await drain_jobs(worker_pool, worker_database, smtp_settings(settings, port))
+    await deliver(worker_pool, smtp_settings(settings, port))
 
     [message] = inbox.to(email)
     assert message["Subject"] == "Confirme o seu endereço de email"

@@ -1,16 +1,19 @@
 -- Notification queries: the email outbox, in-app notifications, preferences.
 
 -- insert_email --
--- Queue one email in the caller's transaction; a trigger defers its delivery job.
+-- Queue one email in the caller's transaction; the worker's delivery loop sends it.
 -- No RETURNING: anon and authenticated may insert outbox rows but never read them.
 INSERT INTO email_outbox (id, user_id, to_address, template, subject, body_text)
 VALUES (%(id)s, %(user_id)s, %(to_address)s, %(template)s, %(subject)s, %(body_text)s);
 
--- lock_email --
--- The row a delivery job works on, locked; none when another job holds it.
-SELECT id, to_address, subject, body_text, status, attempts
+-- claim_due_email --
+-- The next email due for an attempt, locked for this delivery; rows another
+-- delivery holds right now are skipped, so concurrent workers never share one.
+SELECT id, to_address, subject, body_text, attempts
 FROM email_outbox
-WHERE id = %(id)s
+WHERE status = 'pending' AND next_attempt_at <= now()
+ORDER BY next_attempt_at
+LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
 -- mark_email_sent --
@@ -19,7 +22,7 @@ SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL
 WHERE id = %(id)s AND status = 'pending';
 
 -- mark_email_failed --
--- One failed attempt; the job is retried after `delay_seconds`.
+-- One failed attempt; the email is due again after `delay_seconds`.
 UPDATE email_outbox
 SET attempts = attempts + 1,
     last_error = %(error)s,
@@ -31,32 +34,6 @@ WHERE id = %(id)s AND status = 'pending';
 UPDATE email_outbox
 SET status = 'dead', attempts = attempts + 1, last_error = %(error)s
 WHERE id = %(id)s AND status = 'pending';
-
--- find_stuck_emails --
--- Pending emails, due for a while, with no live delivery job: the job failed, was
--- cancelled or deleted, or its worker stopped sending heartbeats mid-job.
--- Locked (skipping rows a job is delivering right now) while they are re-deferred.
-SELECT o.id
-FROM email_outbox o
-WHERE o.status = 'pending'
-  AND o.next_attempt_at <= now() - make_interval(secs => %(grace_seconds)s)
-  AND NOT EXISTS (
-      SELECT 1 FROM procrastinate_jobs j
-      WHERE j.task_name = 'ms:deliver_email'
-        AND j.args ->> 'email_id' = o.id::text
-        AND (j.status = 'todo'
-             OR (j.status = 'doing' AND EXISTS (
-                 SELECT 1 FROM procrastinate_workers w
-                 WHERE w.id = j.worker_id
-                   AND w.last_heartbeat > now() - make_interval(secs => %(stalled_seconds)s))))
-  )
-ORDER BY o.next_attempt_at
-LIMIT %(limit)s
-FOR UPDATE OF o SKIP LOCKED;
-
--- redefer_email --
--- A new delivery job for a pending email (same function the insert trigger uses).
-SELECT defer_email_delivery(%(id)s) AS job_id;
 
 -- notify_user --
 -- An in-app notification unless the recipient turned the event off; NULL when skipped.

@@ -35,8 +35,8 @@ async def insert_email(
     )
 
 
-async def lock_email(conn: Conn, email_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(_Q["lock_email"], {"id": email_id})
+async def claim_due_email(conn: Conn) -> dict[str, Any] | None:
+    cur = await conn.execute(_Q["claim_due_email"])
     return await cur.fetchone()
 
 
@@ -52,23 +52,6 @@ async def mark_email_failed(conn: Conn, email_id: str, *, error: str, delay_seco
 
 async def mark_email_dead(conn: Conn, email_id: str, *, error: str) -> None:
     await conn.execute(_Q["mark_email_dead"], {"id": email_id, "error": error})
-
-
-async def find_stuck_emails(
-    conn: Conn, *, grace_seconds: int, stalled_seconds: int, limit: int
-) -> list[str]:
-    cur = await conn.execute(
-        _Q["find_stuck_emails"],
-        {"grace_seconds": grace_seconds, "stalled_seconds": stalled_seconds, "limit": limit},
-    )
-    return [str(row["id"]) for row in await cur.fetchall()]
-
-
-async def redefer_email(conn: Conn, email_id: str) -> int:
-    cur = await conn.execute(_Q["redefer_email"], {"id": email_id})
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row["job_id"])
 
 
 async def notify_user(

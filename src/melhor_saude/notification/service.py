@@ -176,15 +176,10 @@ async def update_preferences(
 
 # Delivery bookkeeping (worker side, service role).
 
-# A job whose worker has not sent a heartbeat for this long is considered dead.
-STALLED_WORKER_SECONDS = 120
-# An email due this long ago with no live job is stuck.
-STUCK_GRACE_SECONDS = 300
 
-
-async def lock_email(conn: Conn, email_id: str) -> dict[str, Any] | None:
-    """The outbox row, locked for delivery; None when missing or locked by another job."""
-    return await repository.lock_email(conn, email_id)
+async def claim_due_email(conn: Conn) -> dict[str, Any] | None:
+    """The next email due for an attempt, locked for this transaction; None when none is."""
+    return await repository.claim_due_email(conn)
 
 
 async def email_sent(conn: Conn, email_id: str, *, attempts: int) -> None:
@@ -219,19 +214,3 @@ async def email_dead(conn: Conn, email_id: str, *, attempts: int, error: str) ->
         outcome="failure",
         details={"attempts": attempts, "error": error},
     )
-
-
-async def requeue_stuck_emails(
-    conn: Conn,
-    *,
-    grace_seconds: int = STUCK_GRACE_SECONDS,
-    stalled_seconds: int = STALLED_WORKER_SECONDS,
-    limit: int = 500,
-) -> list[str]:
-    """Defer a new delivery job for each pending email without a live one; return their ids."""
-    stuck = await repository.find_stuck_emails(
-        conn, grace_seconds=grace_seconds, stalled_seconds=stalled_seconds, limit=limit
-    )
-    for email_id in stuck:
-        await repository.redefer_email(conn, email_id)
-    return stuck
