@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, LiteralString, cast
@@ -47,6 +48,11 @@ class Caller:
     def user_id(self) -> str | None:
         sub = self.claims.get("sub")
         return str(sub) if sub else None
+
+    @cached_property
+    def claims_json(self) -> str:
+        """The claims as `request.jwt.claims` holds them (computed once per caller)."""
+        return json.dumps(dict(self.claims), default=str)
 
 
 ANON = Caller("anon", {"role": "anon"})
@@ -132,7 +138,7 @@ async def set_caller(conn: Conn, caller: Caller) -> None:
     """Switch role and publish claims for the current transaction only."""
     await conn.execute(
         "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-        (caller.role, json.dumps(dict(caller.claims), default=str)),
+        (caller.role, caller.claims_json),
     )
 
 

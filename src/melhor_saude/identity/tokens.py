@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -41,21 +44,42 @@ def issue_access_token(
     return token, ttl
 
 
+# Seconds of clock skew tolerated on `exp`.
+LEEWAY_SECONDS = 5
+# Verified tokens remembered per process. A client sends the same access token
+# with every request for its lifetime; checking the HMAC and parsing the claims
+# again each time cost about as much as computing a 14-day slot list.
+VERIFIED_TOKENS_CACHED = 4096
+
+
 def caller_from_token(settings: Settings, token: str) -> Caller:
-    """Verify a bearer token and turn it into the transaction's caller; 401 otherwise."""
+    """Verify a bearer token and turn it into the transaction's caller; 401 otherwise.
+
+    The signature and claims are checked once per token (memoised by the exact
+    token text and secret; failures are never remembered); expiry is checked on
+    every call.
+    """
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            settings.jwt_secret.get_secret_value(),
-            algorithms=[ALGORITHM],  # pinned: `none` and asymmetric-key confusion are refused
-            audience=AUDIENCE,
-            options={"require": ["exp"]},
-            leeway=5,
-        )
+        caller, expires_at = _verify(settings.jwt_secret.get_secret_value(), token)
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("The access token has expired") from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized("The access token is invalid") from exc
+    if expires_at <= time.time() - LEEWAY_SECONDS:
+        raise Unauthorized("The access token has expired")
+    return caller
+
+
+@lru_cache(maxsize=VERIFIED_TOKENS_CACHED)
+def _verify(secret: str, token: str) -> tuple[Caller, float]:
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],  # pinned: `none` and asymmetric-key confusion are refused
+        audience=AUDIENCE,
+        options={"require": ["exp"]},
+        leeway=LEEWAY_SECONDS,
+    )
     role = _CLAIM_ROLES.get(str(claims.get("role")))
     if role is None:
         raise Unauthorized("The access token carries an unknown role")
@@ -64,7 +88,8 @@ def caller_from_token(settings: Settings, token: str) -> Caller:
             uuid.UUID(str(claims.get("sub")))
         except ValueError as exc:
             raise Unauthorized("The access token subject is invalid") from exc
-    return Caller(role, claims)
+    # Read-only: one Caller serves every request that presents this token.
+    return Caller(role, MappingProxyType(claims)), float(claims["exp"])
 
 
 def new_opaque_token() -> str:
