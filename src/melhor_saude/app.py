@@ -93,11 +93,13 @@ def _routers() -> list[Any]:
     from melhor_saude.notification.api import router as notification_router
     from melhor_saude.specialist.api import router as specialist_router
 
+    # Requests are matched against routes in this order: the hot paths (slots,
+    # bookings) first, so they do not pay for testing every identity route.
     return [
-        identity_router,
-        specialist_router,
         availability_router,
         booking_router,
+        specialist_router,
+        identity_router,
         notification_router,
         compliance_router,
     ]
