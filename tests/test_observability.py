@@ -140,6 +140,7 @@ async def test_sentry_receives_the_error_without_credentials_emails_or_health_da
         if line.startswith("{") and '"exception"' in line
     ]
     assert events
+    assert events[0]["tags"]["request_id"] == "req-sentry-0001"
     request = events[0]["request"]
     assert request["url"] == "http://testserver/boom"
     assert set(request) <= {"method", "url", "headers"}
