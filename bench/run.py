@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -206,6 +207,20 @@ def people(db_url: str, settings: Settings) -> tuple[list[tuple[str, str]], list
     return specialists, tokens, tokens[0]
 
 
+def per_pgbench(
+    pgbench_tps: dict[str, dict[str, float]], slots: dict[str, Any], booked: dict[str, Any]
+) -> dict[str, float]:
+    """Slots/s as a % of pgbench select-only tps, bookings/s as a % of TPC-B-like tps."""
+    return {
+        "slots_pct_of_select_only": round(
+            100 * float(slots["per_second"]) / pgbench_tps["select_only"]["tps"], 2
+        ),
+        "bookings_pct_of_tpcb": round(
+            100 * float(booked["ok_per_second"]) / pgbench_tps["tpcb_like"]["tps"], 2
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -250,7 +265,8 @@ def main() -> None:
         report["rows"] = table_counts(db_url)
         print(f"  rows: {report['rows']}", flush=True)
         print("pgbench (same server, same run) ...", flush=True)
-        report["pgbench"] = pgbench(server, 10 if args.quick else 20)
+        ceiling = pgbench(server, 10 if args.quick else 20)
+        report["pgbench"] = ceiling
 
         settings = Settings(_env_file=None, jwt_secret=SECRET, access_token_ttl_seconds=86400)
         specialists, tokens, token = people(db_url, settings)
@@ -297,7 +313,14 @@ def main() -> None:
                         booked = asyncio.run(
                             booking_phase(base, tokens, targets, clients=32, seconds=phase_seconds)
                         ).summary()
-                    entry = {"workers": workers, "run": run + 1, "slots": slots, "bookings": booked}
+                    entry = {
+                        "workers": workers,
+                        "run": run + 1,
+                        "slots": slots,
+                        "bookings": booked,
+                        # Machines of one kind differ by 2-3x; these ratios travel between them.
+                        "per_pgbench": per_pgbench(ceiling, slots, booked),
+                    }
                     if use_wrk and run == 0:
                         # The latency of one request with nothing queued ahead of it.
                         entry["slots_one_client"] = wrk_slots(
@@ -321,7 +344,8 @@ def main() -> None:
                         f" {booked['ok_per_second']}/s p50 {booked['median_ms']} ms"
                         f" p99 {booked['p99_ms']} ms {booked['statuses']}"
                         f" | CPU ms/request slots {slots.get('cpu_ms_per_request')}"
-                        f" bookings {booked.get('cpu_ms_per_request')}",
+                        f" bookings {booked.get('cpu_ms_per_request')}"
+                        f" | % of pgbench {entry['per_pgbench']}",
                         flush=True,
                     )
             finally:
