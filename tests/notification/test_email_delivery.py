@@ -13,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.db import ANON, SERVICE, DatabaseUrls, make_pool, transaction
+from melhor_saude.notification import delivery
 from melhor_saude.notification.delivery import deliver_due, delivery_loop
 from melhor_saude.notification.service import enqueue_email
 from melhor_saude.settings import Settings
@@ -257,6 +258,41 @@ async def test_an_email_held_by_a_worker_that_dies_is_delivered_by_another(
     assert len(inbox.to(to)) == 1
     row = await _row(worker_pool, email_id)
     assert (row["status"], row["attempts"]) == ("sent", 1)
+
+
+async def test_an_email_that_cannot_be_built_does_not_hold_up_the_queue(
+    worker_pool: AsyncConnectionPool,
+    worker_database: DatabaseUrls,
+    settings: Settings,
+    smtp_server: tuple[Inbox, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fault injected into one email's message building: it is retried later and
+    finally dead-lettered, and the email queued after it is delivered meanwhile."""
+    inbox, port = smtp_server
+    broken_to, healthy_to = _address(), _address() + ".pt"
+    broken = await _queue(worker_pool, broken_to)
+    await _queue(worker_pool, healthy_to)
+    real_build = delivery.build_message
+
+    def build(settings: Settings, **fields: str) -> Any:
+        if fields["to"] == broken_to:
+            raise ValueError("cannot encode this message")
+        return real_build(settings, **fields)
+
+    monkeypatch.setattr(delivery, "build_message", build)
+    smtp = smtp_settings(settings, port, email_max_attempts=2)
+
+    await deliver(worker_pool, smtp)
+    assert len(inbox.to(healthy_to)) == 1
+    row = await _row(worker_pool, broken)
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["last_error"] == "ValueError: cannot encode this message"
+
+    _make_due(worker_database, broken)
+    await deliver(worker_pool, smtp)
+    assert (await _row(worker_pool, broken))["status"] == "dead"
+    assert inbox.to(broken_to) == []
 
 
 async def test_development_mode_logs_the_email_instead_of_sending(

@@ -86,20 +86,23 @@ async def deliver_next(pool: AsyncConnectionPool, settings: Settings) -> Outcome
             )
             await service.email_sent(conn, email_id, attempts=attempts)
             return "logged"
-        message = build_message(
-            settings,
-            email_id=email_id,
-            to=row["to_address"],
-            subject=row["subject"],
-            body=row["body_text"],
-        )
         try:
+            message = build_message(
+                settings,
+                email_id=email_id,
+                to=row["to_address"],
+                subject=row["subject"],
+                body=row["body_text"],
+            )
             if not settings.smtp_host:
                 # Outside development an email is never logged (it carries tokens):
                 # it waits, and finally dead-letters, until SMTP is configured.
                 raise SmtpNotConfigured("MS_SMTP_HOST is not set")
             await send(settings, message)
-        except Exception as exc:  # any SMTP or network failure is one failed attempt
+        # Any failure to build or send is one failed attempt, recorded on the row: an
+        # email that always fails moves back in the queue and finally dead-letters,
+        # instead of being claimed first again and again ahead of the others.
+        except Exception as exc:
             error = describe(exc)
             if attempts >= settings.email_max_attempts or is_permanent(exc):
                 await service.email_dead(conn, email_id, attempts=attempts, error=error)
