@@ -11,8 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from melhor_saude.db import app_url_for
+from melhor_saude.db import app_url_for, make_pool
 from melhor_saude.migrate import MigrationError, discover, migrate, migrations_dir
+from melhor_saude.notification.delivery import deliver_due
+from melhor_saude.settings import Settings
 
 from .conftest import create_database, drop_database
 
@@ -117,3 +119,40 @@ def test_authenticated_cannot_read_password_hashes(database):
         conn.execute("SET ROLE authenticated")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT password_hash FROM users")
+
+
+async def test_emails_queued_before_0012_are_delivered_by_the_loops_after_it(
+    empty_database: str, tmp_path: Path, settings: Settings
+) -> None:
+    """An upgrade from the per-email job design: the waiting job goes, the email stays."""
+    before = tmp_path / "before"
+    before.mkdir()
+    for migration in migrations_dir().glob("*.sql"):
+        if migration.name < "0012":
+            shutil.copy(migration, before / migration.name)
+    migrate(empty_database, before)
+    with psycopg.connect(empty_database) as conn:
+        email_id = conn.execute(
+            "INSERT INTO email_outbox (to_address, template, subject, body_text)"
+            " VALUES ('old@example.org', 'verify_email', 'Confirme', 'Olá') RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+        jobs = "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'ms:deliver_email'"
+        assert conn.execute(jobs).fetchone() == (1,)  # the old trigger deferred it
+
+    assert migrate(empty_database) == ["0012_outbox_drained_by_workers"]
+
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute(jobs).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT status FROM email_outbox WHERE id = %s", (email_id,)
+        ).fetchone() == ("pending",)
+    pool = make_pool(app_url_for(empty_database, "ms_app", None), min_size=1, max_size=1)
+    await pool.open(wait=True)
+    try:
+        assert await deliver_due(pool, settings) == ["logged"]  # development: to the log
+    finally:
+        await pool.close()
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute(
+            "SELECT status, attempts FROM email_outbox WHERE id = %s", (email_id,)
+        ).fetchone() == ("sent", 1)
