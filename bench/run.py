@@ -105,7 +105,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_api(db_url: str, workers: int, pool: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(
+    db_url: str,
+    workers: int,
+    pool: int,
+    *,
+    wrapper: tuple[str, ...] = (),
+    ready_seconds: float = 60,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The production app under uvicorn on a free port, once `/ready` answers.
+
+    `wrapper` runs it under another program (e.g. valgrind); `workers=1` keeps it
+    one process.
+    """
     port = free_port()
     env = {
         **os.environ,
@@ -118,6 +130,7 @@ def start_api(db_url: str, workers: int, pool: int) -> tuple[subprocess.Popen[by
     }
     proc = subprocess.Popen(
         [
+            *wrapper,
             sys.executable,
             "-m",
             "uvicorn",
@@ -137,7 +150,7 @@ def start_api(db_url: str, workers: int, pool: int) -> tuple[subprocess.Popen[by
         cwd=ROOT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + ready_seconds
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
