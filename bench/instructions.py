@@ -31,6 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -149,7 +150,7 @@ def main() -> None:
                     statuses.clear()
                     _control(proc.pid, "-i", "on")
                     for phase, send in (("slots", slots), ("bookings", bookings)):
-                        total = _instructions(proc.pid, out_file, lambda s=send: s(args.requests))
+                        total = _instructions(proc.pid, out_file, partial(send, args.requests))
                         per_request = total // args.requests
                         report[phase] = {
                             "requests": args.requests,

@@ -97,10 +97,10 @@ def run_wrk(
         text=True,
         check=True,
     ).stdout
-    found = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    found = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m|h),", out)
     assert found, out
     requests = int(found.group(1))
-    elapsed = float(found.group(2)) / (1000 if found.group(3) == "ms" else 1)
+    elapsed = float(found.group(2)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[found.group(3)]
     statuses = {m.group(1): int(m.group(2)) for m in re.finditer(r"STATUS (\d+) (\d+)", out)}
     pcts = {m.group(1): float(m.group(2)) for m in re.finditer(r"PCT ([\d.]+) ([\d.]+)", out)}
     ok = sum(n for code, n in statuses.items() if code.startswith("2"))

@@ -254,9 +254,20 @@ def main() -> None:
         metavar="DBNAME",
         help="load an existing (kept) bench database instead of generating",
     )
+    parser.add_argument(
+        "--seconds",
+        type=int,
+        help="length of each measured phase (default 20, or 8 with --quick)",
+    )
+    parser.add_argument(
+        "--days-ahead",
+        type=int,
+        default=3,
+        help="first day booked (from today); with --reuse, past the days earlier runs booked",
+    )
     args = parser.parse_args()
     scale = 0.01 if args.quick else 1.0
-    phase_seconds = 8 if args.quick else 20
+    phase_seconds = args.seconds or (8 if args.quick else 20)
     slot_requests = 600 if args.quick else 3000
 
     server = server_url()
@@ -267,6 +278,8 @@ def main() -> None:
         "scale": scale,
         "server": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
         "cpus": os.cpu_count(),
+        "database": name,
+        "phase_seconds": phase_seconds,
     }
     try:
         migrate(db_url)
@@ -283,7 +296,9 @@ def main() -> None:
 
         settings = Settings(_env_file=None, jwt_secret=SECRET, access_token_ttl_seconds=86400)
         specialists, tokens, token = people(db_url, settings)
-        targets = booking_targets(specialists, datetime.now(UTC).date() + timedelta(days=3))
+        targets = booking_targets(
+            specialists, datetime.now(UTC).date() + timedelta(days=args.days_ahead)
+        )
         ids = [s for s, _ in specialists]
         use_wrk = wrk_binary() is not None and not args.httpx
         report["load_generator"] = "wrk" if use_wrk else "httpx"
