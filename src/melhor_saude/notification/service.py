@@ -55,8 +55,9 @@ async def enqueue_email(
 ) -> str:
     """Render a pt-PT email and queue it in the caller's transaction; return the outbox id.
 
-    Works as anon, authenticated or the service role. Delivery is deferred by the
-    outbox row's trigger, so the email is sent only if this transaction commits.
+    Works as anon, authenticated or the service role. The workers' delivery loops
+    send outbox rows (`notification.delivery`), so the email goes out only if this
+    transaction commits.
     An unknown template or a missing parameter raises ValueError (a bug).
     """
     rendered = render(template, params)
