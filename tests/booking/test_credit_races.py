@@ -31,9 +31,12 @@ async def _book_and_reserve(
     await conn.execute("SELECT reserve_session_credit(%s)", (row["id"],))
 
 
-async def _alone(pool: AsyncConnectionPool, *args: object) -> None:
+async def _alone(
+    pool: AsyncConnectionPool, user_id: str, specialist_id: str, company_id: str, at: datetime
+) -> None:
+    """`_book_and_reserve` in a transaction of its own."""
     async with transaction(pool, SERVICE) as conn:
-        await _book_and_reserve(conn, *args)  # type: ignore[arg-type]
+        await _book_and_reserve(conn, user_id, specialist_id, company_id, at)
 
 
 @pytest.mark.parametrize(
