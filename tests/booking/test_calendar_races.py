@@ -4,26 +4,15 @@ exclusion violation (409 SLOT_TAKEN), never a deadlock (500)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import SERVICE, Conn, transaction
+from melhor_saude.db import SERVICE, transaction
 
-from .conftest import slot
-
-INSERT = (
-    "INSERT INTO bookings (user_id, specialist_id, pillar, starts_at, ends_at, blocked_until,"
-    " price, currency, funding)"
-    " VALUES (%s, %s, 'saude_mental', %s, %s, %s, 0, 'MZN', 'self_pay')"
-)
-
-
-async def _insert(conn: Conn, user_id: str, specialist_id: str, at: datetime) -> None:
-    end = at + timedelta(hours=1)
-    await conn.execute(INSERT, (user_id, specialist_id, at, end, end))
+from .conftest import insert_booking, slot
 
 
 async def test_two_writers_crossing_over_one_calendar_do_not_deadlock(
@@ -38,16 +27,16 @@ async def test_two_writers_crossing_over_one_calendar_do_not_deadlock(
 
     async def first() -> None:
         async with transaction(pool, SERVICE) as conn:
-            await _insert(conn, ana.id, spec.id, nine)
+            await insert_booking(conn, ana.id, spec.id, nine)
             first_done.set()
             await asyncio.sleep(0.5)  # the second writer starts meanwhile
-            await _insert(conn, ana.id, spec.id, eleven)
+            await insert_booking(conn, ana.id, spec.id, eleven)
 
     async def second() -> None:
         await first_done.wait()
         async with transaction(pool, SERVICE) as conn:
-            await _insert(conn, bruno.id, spec.id, eleven)
-            await _insert(conn, bruno.id, spec.id, nine)
+            await insert_booking(conn, bruno.id, spec.id, eleven)
+            await insert_booking(conn, bruno.id, spec.id, nine)
 
     results = await asyncio.wait_for(
         asyncio.gather(first(), second(), return_exceptions=True), timeout=30
@@ -65,7 +54,7 @@ async def test_a_second_writer_waits_for_the_first_to_commit(
     ana, bruno = await factory.person("user"), await factory.person("user")
     other = await factory.specialist()
     async with transaction(pool, SERVICE) as holder:
-        await _insert(holder, ana.id, spec.id, slot(days=7, hour=9))
+        await insert_booking(holder, ana.id, spec.id, slot(days=7, hour=9))
         # Another time of the same specialist waits for the holder...
         waiting = asyncio.create_task(_book_alone(pool, bruno.id, spec.id, slot(days=7, hour=14)))
         await asyncio.sleep(0.5)
@@ -77,7 +66,7 @@ async def test_a_second_writer_waits_for_the_first_to_commit(
 
 async def _book_alone(pool: AsyncConnectionPool, user_id: str, spec_id: str, at: datetime) -> None:
     async with transaction(pool, SERVICE) as conn:
-        await _insert(conn, user_id, spec_id, at)
+        await insert_booking(conn, user_id, spec_id, at)
 
 
 @pytest.mark.parametrize("change", ["cancel", "confirm"])
@@ -88,14 +77,10 @@ async def test_status_changes_do_not_wait_for_the_calendar(
     spec = await factory.specialist()
     ana, bruno = await factory.person("user"), await factory.person("user")
     async with transaction(pool, SERVICE) as conn:
-        cur = await conn.execute(
-            INSERT + " RETURNING id",
-            (bruno.id, spec.id, slot(days=8, hour=9), slot(days=8, hour=10), slot(days=8, hour=10)),
-        )
-        booking = (await cur.fetchone())["id"]
+        booking = await insert_booking(conn, bruno.id, spec.id, slot(days=8, hour=9))
     status = "cancelled" if change == "cancel" else "confirmed"
     async with transaction(pool, SERVICE) as holder:
-        await _insert(holder, ana.id, spec.id, slot(days=8, hour=14))
+        await insert_booking(holder, ana.id, spec.id, slot(days=8, hour=14))
 
         async def change_status() -> None:
             async with transaction(pool, SERVICE) as conn:

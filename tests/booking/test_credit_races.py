@@ -4,7 +4,7 @@ counts what the one before it committed."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -12,23 +12,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.db import SERVICE, Conn, transaction
 
-from .conftest import slot
-
-INSERT = (
-    "INSERT INTO bookings (user_id, specialist_id, company_id, pillar, starts_at, ends_at,"
-    " blocked_until, price, currency, funding)"
-    " VALUES (%s, %s, %s, 'saude_mental', %s, %s, %s, 0, 'MZN', 'company_quota') RETURNING id"
-)
+from .conftest import insert_booking, slot
 
 
 async def _book_and_reserve(
     conn: Conn, user_id: str, specialist_id: str, company_id: str, at: datetime
 ) -> None:
-    end = at + timedelta(hours=1)
-    cur = await conn.execute(INSERT, (user_id, specialist_id, company_id, at, end, end))
-    row = await cur.fetchone()
-    assert row is not None
-    await conn.execute("SELECT reserve_session_credit(%s)", (row["id"],))
+    booking_id = await insert_booking(conn, user_id, specialist_id, at, company_id=company_id)
+    await conn.execute("SELECT reserve_session_credit(%s)", (booking_id,))
 
 
 async def _alone(
