@@ -29,6 +29,7 @@ from .factories import Factory
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_JWT_SECRET = "test-secret-for-hs256-at-least-32-bytes!"
+SUPABASE_ISSUER = "https://example.supabase.co/auth/v1"
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +90,13 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database: DatabaseUrls) -
         database_url=database.admin,
         data_dir=tmp_path_factory.mktemp("data"),
         jwt_secret=SecretStr(TEST_JWT_SECRET),
+        jwt_accepted_issuers=[SUPABASE_ISSUER],
         smtp_host=None,
+        # The whole suite signs in from one address: limits have their own tests.
+        rate_limit_writes_per_minute=100_000,
+        rate_limit_auth_per_minute_per_address=100_000,
+        rate_limit_auth_per_minute_per_account=100_000,
+        login_address_free_failures=100_000,
     )
 
 

@@ -17,10 +17,17 @@ async def test_a_pipelined_read_acts_as_the_caller_and_leaves_nothing_open(
     queries.sql["whoami"] = "SELECT auth.uid()::text AS uid, current_user AS role"
     queries.sql["broken"] = "SELECT 1 / 0"
     app_role = conninfo_to_dict(database.app)["user"]
+    user_id = "00000000-0000-4000-8000-000000000001"
+    with psycopg.connect(database.admin) as owner:  # the caller's account must exist
+        owner.execute(
+            "INSERT INTO users (id, email, full_name) VALUES (%s, 'whoami@example.org', 'W')"
+            " ON CONFLICT DO NOTHING",
+            (user_id,),
+        )
     pool = make_pool(database.app, min_size=1, max_size=1, name="read-test")
     await pool.open(wait=True)
     try:
-        caller = Caller("authenticated", {"sub": "00000000-0000-4000-8000-000000000001"})
+        caller = Caller("authenticated", {"sub": user_id})
         row = await queries.read(pool, caller, "whoami")
         assert row == {"uid": "00000000-0000-4000-8000-000000000001", "role": "authenticated"}
 

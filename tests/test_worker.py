@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from melhor_saude import jobs
-from melhor_saude.db import ANON, SERVICE, DatabaseUrls, app_url_for, make_pool, transaction
+from melhor_saude.db import SERVICE, DatabaseUrls, app_url_for, make_pool, transaction
 from melhor_saude.migrate import migrate
 from melhor_saude.notification.service import enqueue_email
 from melhor_saude.runner import run_worker
@@ -32,18 +32,19 @@ def own_database(server_url: str) -> Iterator[DatabaseUrls]:
 async def test_worker_delivers_a_committed_email_promptly_and_stops_on_request(
     own_database: DatabaseUrls, settings: Settings
 ) -> None:
-    assert settings.smtp_host is None  # development mode: delivery is a log line
+    development = settings.model_copy(update={"environment": "development"})
+    assert development.smtp_host is None  # development mode: delivery is a log line
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, own_database, concurrency=2, stop=stop))
+    worker = asyncio.create_task(run_worker(development, own_database, concurrency=2, stop=stop))
     pool = make_pool(own_database.app, min_size=1, max_size=2, name="runner-test")
     await pool.open(wait=True)
     try:
-        async with transaction(pool, ANON) as conn:
+        async with transaction(pool, SERVICE) as conn:
             email_id = await enqueue_email(
                 conn,
                 to="runner@example.org",
                 template="password_reset",
-                params={"name": "R", "link": "http://l"},
+                params={"name": "R", "token": "t"},
             )
         status = None
         for _ in range(200):  # the idle loop polls every second; allow 10 s on a slow machine

@@ -15,7 +15,12 @@ from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
 from melhor_saude.migrate import migrate
 from melhor_saude.observability import RequestIdMiddleware, configure_logging, init_sentry
 from melhor_saude.settings import Settings, get_settings
-from melhor_saude.web import BodyLimitMiddleware, install_error_handlers
+from melhor_saude.web import (
+    BodyLimitMiddleware,
+    InputGuardMiddleware,
+    document_errors,
+    install_error_handlers,
+)
 
 
 def create_app(
@@ -58,6 +63,7 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InputGuardMiddleware)
     # Added last, so outermost: even a refused body's 413 carries the request id.
     app.add_middleware(RequestIdMiddleware)
 
@@ -81,6 +87,7 @@ def create_app(
 
     for router in _routers():
         app.include_router(router)
+    document_errors(app)
     return app
 
 
@@ -88,6 +95,7 @@ def _routers() -> list[Any]:
     # Imported here so each domain's module graph loads only when an app is built.
     from melhor_saude.availability.api import router as availability_router
     from melhor_saude.booking.api import router as booking_router
+    from melhor_saude.company.api import router as company_router
     from melhor_saude.compliance.api import router as compliance_router
     from melhor_saude.identity.api import router as identity_router
     from melhor_saude.notification.api import router as notification_router
@@ -100,6 +108,7 @@ def _routers() -> list[Any]:
         booking_router,
         specialist_router,
         identity_router,
+        company_router,
         notification_router,
         compliance_router,
     ]

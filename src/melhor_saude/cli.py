@@ -17,7 +17,9 @@ cli = typer.Typer(help="Melhor Saúde sessions backend.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_cli = typer.Typer(help="Accounts.", no_args_is_help=True)
 seed_cli = typer.Typer(help="Demo data.", no_args_is_help=True)
+token_cli = typer.Typer(help="Tokens for trusted callers.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+cli.add_typer(token_cli, name="token")
 cli.add_typer(user_cli, name="user")
 cli.add_typer(seed_cli, name="seed")
 
@@ -25,13 +27,18 @@ HostOpt = Annotated[str, typer.Option(help="Address to listen on.")]
 PortOpt = Annotated[int, typer.Option(help="Port to listen on.")]
 
 
-def _prepare() -> tuple[Settings, DatabaseUrls]:
+def _prepare(host: str | None = None) -> tuple[Settings, DatabaseUrls]:
     from melhor_saude.app import init_process
     from melhor_saude.db import resolve_urls
     from melhor_saude.migrate import migrate
+    from melhor_saude.settings import ConfigurationError
 
     settings = get_settings()
-    settings.check()
+    try:
+        settings.check(host)
+    except ConfigurationError as exc:
+        typer.echo(f"refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from exc
     init_process(settings)
     urls = resolve_urls(settings)
     migrate(urls.admin)
@@ -43,8 +50,12 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """API and worker in one process, with demo data on a fresh database (development)."""
     from melhor_saude.runner import run_all
 
-    settings, urls = _prepare()
-    asyncio.run(run_all(settings, urls, host=host, port=port, with_worker=True, demo=True))
+    settings, urls = _prepare(host)
+    # The demo accounts' password is published: never on a service others can reach.
+    demo = not settings.exposed(host)
+    if not demo:
+        typer.echo("demo accounts not created: the service is not a private development copy")
+    asyncio.run(run_all(settings, urls, host=host, port=port, with_worker=True, demo=demo))
 
 
 @cli.command()
@@ -56,7 +67,7 @@ def api(
     """The HTTP API only (production: run workers separately)."""
     import uvicorn
 
-    _prepare()
+    _prepare(host)
     uvicorn.run(
         "melhor_saude.runner:production_app",
         factory=True,
@@ -116,13 +127,29 @@ def create_admin(
 
 @seed_cli.command("demo")
 def seed_demo() -> None:
-    """Load the demo company, people and specialists (idempotent)."""
+    """Load the demo company, people and specialists (idempotent; development only)."""
     from melhor_saude.demo import seed_demo_data
 
     settings, urls = _prepare()
+    if settings.exposed(None):
+        typer.echo("refusing: demo accounts have a published password (development only)", err=True)
+        raise typer.Exit(2)
     credentials = asyncio.run(seed_demo_data(settings, urls))
     for line in credentials:
         typer.echo(line)
+
+
+@token_cli.command("service")
+def service_token(
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=60, max=31_536_000)] = 3600,
+) -> None:
+    """Print a service-role token for an external scheduler (the recurring dispatcher's
+    endpoints are the only ones that accept it)."""
+    from melhor_saude.identity.tokens import issue_service_token
+
+    settings = get_settings()
+    settings.check()
+    typer.echo(issue_service_token(settings, ttl_seconds=ttl))
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -11,58 +11,62 @@ transaction-local, so a pooled connection (or PgBouncer) never leaks them.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, LiteralString, cast
+from typing import Any, LiteralString, cast
 
 import psycopg
-from procrastinate.sql import parse_query_file
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from melhor_saude.context import ANON, NO_CLIENT, SERVICE, Caller, ClientInfo, DbRole
+from melhor_saude.errors import RateLimited
 from melhor_saude.settings import Settings
+
+__all__ = ["ANON", "SERVICE", "Caller", "ClientInfo", "DbRole"]
 
 log = logging.getLogger(__name__)
 
-DbRole = Literal["anon", "authenticated", "service_role"]
 Conn = AsyncConnection[DictRow]
+Row = dict[str, Any]
 EMBEDDED_DATABASE = "melhor_saude"
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who a transaction acts for: the database role and the JWT claims policies see."""
-
-    role: DbRole
-    claims: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def user_id(self) -> str | None:
-        sub = self.claims.get("sub")
-        return str(sub) if sub else None
-
-    @cached_property
-    def claims_json(self) -> str:
-        """The claims as `request.jwt.claims` holds them (computed once per caller)."""
-        return json.dumps(dict(self.claims), default=str)
+class MissingRow(RuntimeError):
+    """A statement that always returns a row returned none: a bug, not bad input."""
 
 
-ANON = Caller("anon", {"role": "anon"})
-SERVICE = Caller("service_role", {"role": "service_role"})
+_QUERY_NAME = re.compile(r"^-- ([a-z_][a-z0-9_]*) --$")
+
+
+def parse_queries(text: str) -> dict[str, LiteralString]:
+    """Named statements of a `queries.sql`: each starts at a `-- name --` line and runs to
+    the next one; a name used twice is refused (the second would silently win)."""
+    queries: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        match = _QUERY_NAME.match(line.strip())
+        if match:
+            name = match.group(1)
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined twice")
+            current = queries[name] = []
+        elif current is not None:
+            current.append(line)
+    # The file is ours, read from the package: its text is as literal as a constant.
+    return {name: "\n".join(lines).strip() for name, lines in queries.items()}
 
 
 def load_queries(package: str, name: str = "queries.sql") -> dict[str, LiteralString]:
-    """Parse a domain's `queries.sql` (procrastinate's `-- name --` format) once."""
-    text = (resources.files(package) / name).read_text(encoding="utf-8")
-    return parse_query_file(text)
+    """Parse a domain's `queries.sql` once."""
+    return parse_queries((resources.files(package) / name).read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -134,22 +138,81 @@ def make_pool(url: str, *, min_size: int, max_size: int, name: str = "app") -> A
     )
 
 
-async def set_caller(conn: Conn, caller: Caller) -> None:
-    """Switch role and publish claims for the current transaction only."""
-    await conn.execute(
-        "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-        (caller.role, caller.claims_json),
-    )
+# The first statement of every transaction, run as the login role: for a signed-in
+# caller, the database checks the session was not ended since the token was issued
+# (logout, reset, revocation: `auth.check_session`, before the role switch); then the
+# role, the claims and the client's address are set for this transaction only.
+_BEGIN_SIGNED_IN = (
+    "SELECT auth.check_session(%s::uuid, %s::float8), set_config('role', %s, true),"
+    " set_config('request.jwt.claims', %s, true), set_config('request.client', %s, true)"
+)
+_BEGIN = (
+    "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true),"
+    " set_config('request.client', %s, true)"
+)
+# Counted in a transaction of its own, committed before the request's begins, so a
+# refused or failed request still counts (`rate_limit_hit`: 0, or seconds to wait).
+_RATE_LIMIT = (
+    "SELECT max(rate_limit_hit(k, l, w)) AS wait"
+    " FROM unnest(%s::text[], %s::int[], %s::int[]) AS t (k, l, w)"
+)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `limit` requests per `window_seconds` under `key`, across all processes."""
+
+    key: str
+    limit: int
+    window_seconds: int
+
+
+async def set_caller(conn: Conn, caller: Caller, client: ClientInfo = NO_CLIENT) -> None:
+    """Switch role and publish claims and client for the current transaction only."""
+    if caller.role == "authenticated":
+        await conn.execute(
+            _BEGIN_SIGNED_IN,
+            (caller.user_id, caller.issued_at, caller.role, caller.claims_json, client.as_json),
+        )
+    else:
+        await conn.execute(_BEGIN, (caller.role, caller.claims_json, client.as_json))
 
 
 @asynccontextmanager
-async def transaction(pool: AsyncConnectionPool, caller: Caller) -> AsyncIterator[Conn]:
-    """One pooled connection, one transaction, acting as `caller`; commit or roll back."""
+async def transaction(
+    pool: AsyncConnectionPool,
+    caller: Caller,
+    client: ClientInfo = NO_CLIENT,
+    limits: Sequence[RateLimit] = (),
+) -> AsyncIterator[Conn]:
+    """One pooled connection, one transaction, acting as `caller`; commit or roll back.
+
+    With `limits`, the request is counted against them first and refused with
+    `RateLimited` (429) when over any of them.
+    """
     async with pool.connection() as raw:
         conn = cast(Conn, raw)
-        # Pipelined: BEGIN and the caller's settings travel in one round trip.
+        # Pipelined: the rate-limit count and its commit, BEGIN and the caller's
+        # settings travel in one round trip.
+        counted = None
         async with conn.pipeline():
-            await set_caller(conn, caller)
+            if limits:
+                counted = await conn.execute(
+                    _RATE_LIMIT,
+                    (
+                        [limit.key for limit in limits],
+                        [limit.limit for limit in limits],
+                        [limit.window_seconds for limit in limits],
+                    ),
+                )
+                await conn.commit()
+            await set_caller(conn, caller, client)
+        if counted is not None:
+            row = await counted.fetchone()
+            wait = int(row["wait"]) if row and row["wait"] else 0
+            if wait > 0:
+                await conn.rollback()
+                raise RateLimited(retry_after=wait)
         try:
             yield conn
         except BaseException:
@@ -165,19 +228,27 @@ class Queries:
     def __init__(self, package: str, name: str = "queries.sql") -> None:
         self.sql = load_queries(package, name)
 
-    async def one(self, conn: Conn, name: str, /, **params: Any) -> dict[str, Any] | None:
+    async def one(self, conn: Conn, name: str, /, **params: Any) -> Row | None:
         """The first row, or None."""
         cur = await conn.execute(self.sql[name], params)
         return await cur.fetchone()
 
-    async def all(self, conn: Conn, name: str, /, **params: Any) -> list[dict[str, Any]]:
+    async def required(self, conn: Conn, name: str, /, **params: Any) -> Row:
+        """The row of a statement that always returns one (INSERT ... RETURNING, or a
+        function that returns or raises)."""
+        row = await self.one(conn, name, **params)
+        if row is None:
+            raise MissingRow(name)
+        return row
+
+    async def all(self, conn: Conn, name: str, /, **params: Any) -> list[Row]:
         """Every row."""
         cur = await conn.execute(self.sql[name], params)
         return await cur.fetchall()
 
     async def read(
         self, pool: AsyncConnectionPool, caller: Caller, name: str, /, **params: Any
-    ) -> dict[str, Any] | None:
+    ) -> Row | None:
         """The first row of one read-only query, in a transaction of its own as `caller`.
 
         For hot reads: BEGIN, the caller's settings, the query and COMMIT are pipelined,

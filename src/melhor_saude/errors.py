@@ -77,6 +77,17 @@ class RateLimited(DomainError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(DomainError):
+    """The service cannot reach its database right now; try again shortly."""
+
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
 # constraint name -> the error a violation of it means to the caller
 _CONSTRAINT_ERRORS: dict[str, type[DomainError]] = {}
 
@@ -104,4 +115,14 @@ def from_database(exc: psycopg.Error) -> DomainError | None:
         return Conflict(f"Conflicts with an existing record ({constraint})")
     if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.SerializationFailure):
         return Conflict("A concurrent change got there first; try again")
+    if isinstance(exc, psycopg.errors.NoDataFound):
+        return NotFound()
+    if isinstance(exc, psycopg.errors.InvalidAuthorizationSpecification):
+        return Unauthorized("The session has ended; sign in again")
+    if isinstance(exc, psycopg.DataError):
+        # A value the database cannot hold (out of range, malformed, a NUL byte...).
+        return InvalidRequest("A value is out of range or malformed")
+    if isinstance(exc, psycopg.OperationalError):
+        # The connection broke or the server is restarting: the client may retry.
+        return ServiceUnavailable(retry_after=5)
     return None

@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import secrets
+import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_DEV_JWT_SECRET = "dev-only-secret-change-me-please-32b"  # noqa: S105 - refused outside development
+MIN_SECRET_BYTES = 32
+# Secrets printed in public places (this repository's history, Supabase's docs): a
+# token signed with one of them proves nothing, so no configuration may use them.
+PUBLISHED_SECRETS = frozenset(
+    {
+        "dev-only-secret-change-me-please-32b",
+        "super-secret-jwt-token-with-at-least-32-characters-long",
+    }
+)
+SECRET_FILE = "jwt_secret"  # noqa: S105 - the file's name, not a secret
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration would expose the service unsafely; it refuses to start."""
+
+
+def is_loopback(host: str) -> bool:
+    """True when binding `host` keeps the service on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -17,7 +45,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MS_", env_file=".env", extra="ignore")
 
-    environment: str = "development"
+    environment: Literal["development", "test", "staging", "production"] = "development"
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "MS_DATABASE_URL")
     )
@@ -34,16 +62,30 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("melhor-saude")))
 
-    jwt_secret: SecretStr = SecretStr(_DEV_JWT_SECRET)
+    # Unset in development: a random secret is generated into the data directory on
+    # first start. Anything that exposes the service requires it explicitly.
+    jwt_secret: SecretStr | None = None
     jwt_issuer: str = "melhor-saude"
+    # Issuers accepted besides our own, e.g. a Supabase project's auth URL.
+    jwt_accepted_issuers: list[str] = Field(default_factory=list)
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_days: int = 30
     email_token_ttl_hours: int = 24
     password_reset_ttl_minutes: int = 60
     invite_ttl_days: int = 30
-    lockout_threshold: int = 5
-    lockout_window_minutes: int = 10
-    lockout_minutes: int = 30
+    # Login throttling: failures allowed before backoff, per (email, address), per
+    # email from anywhere, and per address; the backoff doubles up to its cap.
+    login_free_failures: int = 5
+    login_account_free_failures: int = 20
+    login_address_free_failures: int = 30
+    login_backoff_cap_seconds: int = 900
+    login_account_backoff_cap_seconds: int = 60
+    login_failure_window_minutes: int = 15
+    # Rate limits (429 RATE_LIMITED), held in PostgreSQL so every API process shares them.
+    rate_limit_writes_per_minute: int = 120
+    rate_limit_auth_per_minute_per_address: int = 30
+    rate_limit_auth_per_minute_per_account: int = 10
+    rate_limit_emails_per_hour_per_account: int = 5
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -65,19 +107,69 @@ class Settings(BaseSettings):
 
     @property
     def is_development(self) -> bool:
-        return self.environment in {"development", "test"}
+        """Development only: `test` is not a free pass."""
+        return self.environment == "development"
+
+    @property
+    def accepted_issuers(self) -> frozenset[str]:
+        return frozenset([self.jwt_issuer, *self.jwt_accepted_issuers])
 
     @property
     def embedded(self) -> bool:
         """True when no DATABASE_URL is given: the service runs its own PostgreSQL."""
         return self.database_url is None
 
-    def check(self) -> None:
-        """Refuse to start production with development defaults."""
-        if not self.is_development and self.jwt_secret.get_secret_value() == _DEV_JWT_SECRET:
-            raise RuntimeError("MS_JWT_SECRET must be set outside development")
-        if len(self.jwt_secret.get_secret_value()) < 32:
-            raise RuntimeError("MS_JWT_SECRET must be at least 32 characters (HS256)")
+    def exposed(self, host: str | None) -> bool:
+        """True when the service would not be a private development copy."""
+        return not self.is_development or (host is not None and not is_loopback(host))
+
+    def check(self, host: str | None = None) -> None:
+        """Refuse unsafe configurations; with none at all, a development copy on this
+        machine starts with a generated secret."""
+        if self.jwt_secret is not None:
+            value = self.jwt_secret.get_secret_value()
+            if len(value.encode()) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"MS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256)"
+                )
+            if value in PUBLISHED_SECRETS:
+                raise ConfigurationError("MS_JWT_SECRET is a published value; choose a new one")
+        elif self.exposed(host):
+            raise ConfigurationError(
+                "MS_JWT_SECRET must be set (at least 32 bytes) when MS_ENVIRONMENT is not"
+                " development or the service listens beyond this machine"
+            )
+
+    def signing_secret(self) -> str:
+        """The HS256 secret: the configured one, else (development) the generated one."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if not self.is_development:
+            raise ConfigurationError("MS_JWT_SECRET must be set outside development")
+        return _generated_secret(self.data_dir.resolve())
+
+
+@lru_cache
+def _generated_secret(data_dir: Path) -> str:
+    """The development secret kept in `data_dir`, made (0600) on first use."""
+    path = data_dir / SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another process may have created it a moment ago and be writing it.
+        for _ in range(100):
+            value = path.read_text(encoding="ascii").strip()
+            if value:
+                break
+            time.sleep(0.02)
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(f"{path} holds no usable secret") from None
+        return value
+    value = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    return value
 
 
 @lru_cache

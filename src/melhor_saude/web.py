@@ -1,29 +1,42 @@
-"""The HTTP edge: caller resolution, the per-request transaction, errors, body limits."""
+"""The HTTP edge: caller resolution, the per-request transaction, errors, input guards."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import psycopg
 import structlog
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import AsyncConnectionPool
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from melhor_saude import errors
-from melhor_saude.db import ANON, SERVICE, Caller, Conn, transaction
+from melhor_saude.context import ANON, SERVICE, Caller, ClientInfo
+from melhor_saude.db import Conn, RateLimit, transaction
 from melhor_saude.identity.tokens import caller_from_token
 from melhor_saude.observability import REQUEST_ID_HEADER, request_id_of
+from melhor_saude.schemas import ErrorOut, has_control_characters
 from melhor_saude.settings import Settings
 
 log = logging.getLogger(__name__)
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Seconds a client is told to wait when the database cannot be reached.
+UNAVAILABLE_RETRY_AFTER = 5
+
+# Declares the bearer scheme in the OpenAPI document; the header itself is read below.
+bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /v1/auth/login")
+BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -35,17 +48,21 @@ async def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def _caller_of(request: Request) -> Caller:
+def _caller_of(request: Request, *, allow_service: bool = False) -> Caller:
     header = request.headers.get("authorization")
     if not header:
         return ANON
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("Expected an 'Authorization: Bearer <token>' header")
-    return caller_from_token(request.app.state.settings, token.strip())
+    caller = caller_from_token(request.app.state.settings, token.strip())
+    # A service-role token is the scheduler's key: only the dispatcher takes it.
+    if caller.role == "service_role" and not allow_service:
+        raise errors.Unauthorized("This endpoint does not accept a service token")
+    return caller
 
 
-async def get_caller(request: Request) -> Caller:
+async def get_caller(request: Request, _: BearerDoc) -> Caller:
     """The caller from the `Authorization: Bearer` header; anonymous without one."""
     return _caller_of(request)
 
@@ -53,7 +70,7 @@ async def get_caller(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-async def require_user(request: Request) -> Caller:
+async def require_user(request: Request, _: BearerDoc) -> Caller:
     """An authenticated caller, or 401. (One dependency, not a chain of three: every
     signed-in request resolves it.)"""
     caller = _caller_of(request)
@@ -65,18 +82,98 @@ async def require_user(request: Request) -> Caller:
 UserDep = Annotated[Caller, Depends(require_user)]
 
 
+async def require_user_or_service(request: Request, _: BearerDoc) -> Caller:
+    """A signed-in person or the service's own token (the recurring dispatcher only)."""
+    caller = _caller_of(request, allow_service=True)
+    if caller.role == "anon":
+        raise errors.Unauthorized()
+    return caller
+
+
+UserOrServiceDep = Annotated[Caller, Depends(require_user_or_service)]
+
+
+def client_of(request: Request) -> ClientInfo:
+    """Client address (as seen by the ASGI server; set --forwarded-allow-ips behind a proxy)."""
+    host = request.client.host if request.client else None
+    try:
+        host = str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        host = None
+    agent = request.headers.get("user-agent")
+    if agent is not None:
+        agent = agent[:500] if not has_control_characters(agent) else None
+    return ClientInfo(ip=host, user_agent=agent)
+
+
+async def get_client(request: Request) -> ClientInfo:
+    """Where the request came from."""
+    return client_of(request)
+
+
+ClientDep = Annotated[ClientInfo, Depends(get_client)]
+
+
+def write_limits(request: Request, caller: Caller) -> list[RateLimit]:
+    """Every write is counted per account (or per address for anonymous callers)."""
+    if request.method not in WRITE_METHODS or caller.role == "service_role":
+        return []
+    settings: Settings = request.app.state.settings
+    who = caller.user_id or f"ip:{client_of(request).ip}"
+    return [RateLimit(f"write:{who}", settings.rate_limit_writes_per_minute, 60)]
+
+
+async def auth_limits(request: Request) -> list[RateLimit]:
+    """Auth endpoints: per client address and per account (the email in the body)."""
+    settings: Settings = request.app.state.settings
+    path = request.url.path.rsplit("/", 1)[-1]
+    limits = [
+        RateLimit(
+            f"auth:ip:{client_of(request).ip}",
+            settings.rate_limit_auth_per_minute_per_address,
+            60,
+        )
+    ]
+    email = await _body_email(request)
+    if email:
+        limits.append(
+            RateLimit(f"auth:{path}:{email}", settings.rate_limit_auth_per_minute_per_account, 60)
+        )
+    return limits
+
+
+async def _body_email(request: Request) -> str | None:
+    # The body is parsed once by Starlette and cached on the request; malformed
+    # bodies are the validation step's business, not the limiter's.
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    email = body.get("email") if isinstance(body, dict) else None
+    if not isinstance(email, str) or len(email) > 254:
+        return None
+    return email.strip().lower()
+
+
+AuthLimitsDep = Annotated[list[RateLimit], Depends(auth_limits)]
+
+
 async def _caller_tx(request: Request, caller: CallerDep) -> AsyncIterator[Conn]:
-    async with transaction(request.app.state.pool, caller) as conn:
+    async with transaction(
+        request.app.state.pool, caller, client_of(request), write_limits(request, caller)
+    ) as conn:
         yield conn
 
 
 async def _user_tx(request: Request, caller: UserDep) -> AsyncIterator[Conn]:
-    async with transaction(request.app.state.pool, caller) as conn:
+    async with transaction(
+        request.app.state.pool, caller, client_of(request), write_limits(request, caller)
+    ) as conn:
         yield conn
 
 
-async def _service_tx(request: Request) -> AsyncIterator[Conn]:
-    async with transaction(request.app.state.pool, SERVICE) as conn:
+async def _service_tx(request: Request, limits: AuthLimitsDep) -> AsyncIterator[Conn]:
+    async with transaction(request.app.state.pool, SERVICE, client_of(request), limits) as conn:
         yield conn
 
 
@@ -90,38 +187,101 @@ async def get_pool(request: Request) -> AsyncConnectionPool:
 # never sees a success whose commit then failed, nor reads before the commit lands.
 TxDep = Annotated[Conn, Depends(_caller_tx, scope="function")]
 UserTxDep = Annotated[Conn, Depends(_user_tx, scope="function")]
-# The service role: only for sign-in paths that must find accounts before anyone is known.
+# The service role, for the sign-in paths that must find accounts before anyone is
+# known; rate-limited per client address and per account.
 ServiceTxDep = Annotated[Conn, Depends(_service_tx, scope="function")]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 
 
-@dataclass(frozen=True)
-class ClientInfo:
-    """Where a request came from, for the audit log and rate limits."""
-
-    ip: str | None
-    user_agent: str | None
-
-
-async def get_client(request: Request) -> ClientInfo:
-    """Client address (as seen by the ASGI server; set --forwarded-allow-ips behind a proxy)."""
-    host = request.client.host if request.client else None
-    try:
-        host = str(ipaddress.ip_address(host)) if host else None
-    except ValueError:
-        host = None
-    ua = request.headers.get("user-agent")
-    return ClientInfo(ip=host, user_agent=ua[:500] if ua else None)
+_STATUS_MEANING = {
+    401: "Not signed in, or the token is invalid, expired or ended (`UNAUTHORIZED`)",
+    403: "Signed in but not allowed (`FORBIDDEN` and domain codes)",
+    404: "Not found, or not visible to the caller (`NOT_FOUND` and domain codes)",
+    409: "Conflicts with the current state (domain codes such as `SLOT_TAKEN`)",
+    413: "The body is too large (`PAYLOAD_TOO_LARGE`)",
+    422: "Invalid input (`INVALID_REQUEST` and domain codes); nothing changed",
+    429: "Too many requests (`RATE_LIMITED`); see `Retry-After`",
+    503: "The database cannot be reached (`SERVICE_UNAVAILABLE`); see `Retry-After`",
+}
 
 
-ClientDep = Annotated[ClientInfo, Depends(get_client)]
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error statuses a route answers besides the ones every route
+    of its kind does (added by `document_errors`)."""
+    return {
+        status: {"model": ErrorOut, "description": _STATUS_MEANING[status]} for status in statuses
+    }
+
+
+def _dependency_calls(dependant: Any) -> set[Any]:
+    calls = {dependant.call}
+    for sub in dependant.dependencies:
+        calls |= _dependency_calls(sub)
+    return calls
+
+
+def _statuses_of(route: APIRoute) -> set[int]:
+    calls = _dependency_calls(route.dependant)
+    statuses = {422, 503}
+    if calls & {get_caller, require_user, require_user_or_service}:
+        statuses.add(401)
+    if calls & {require_user, require_user_or_service}:
+        statuses.add(403)
+    if route.dependant.path_params:
+        statuses.add(404)
+    if route.body_field is not None:
+        statuses.add(413)
+    if (route.methods or set()) & WRITE_METHODS:
+        statuses.add(429)
+    return statuses
+
+
+def document_errors(app: FastAPI) -> None:
+    """Declare, on every operation, each error status it can answer, with the error body.
+
+    Every route: 422 (a malformed path or query) and 503 (database unreachable).
+    Routes with a caller: 401; signed-in routes: 403; a path parameter: 404; a body:
+    413; writes and sign-in: 429. Routes declare their own 409s and the like with
+    `responses(...)`. (FastAPI's documented way: wrap `app.openapi`.)
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for route in app.routes:
+            if not isinstance(route, APIRoute) or not route.include_in_schema:
+                continue
+            operations = document["paths"].get(route.path_format, {})
+            for method in route.methods or ():
+                operation = operations.get(method.lower())
+                if operation is None:
+                    continue
+                answers = operation.setdefault("responses", {})
+                # FastAPI's own 422 entry describes its default body, not ours.
+                answers.pop("422", None)
+                for status in sorted(_statuses_of(route)):
+                    answers.setdefault(
+                        str(status), {"description": _STATUS_MEANING[status], "content": error}
+                    )
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents this override
 
 
 def error_body(error: errors.DomainError) -> dict[str, Any]:
     return {"code": error.code, "message": error.message, "details": error.details}
 
 
-def _render(error: errors.DomainError) -> JSONResponse:
+def render_error(error: errors.DomainError) -> JSONResponse:
+    """The JSON response for a domain error, with Retry-After and WWW-Authenticate."""
     headers = {}
     retry_after = error.details.get("retry_after")
     if isinstance(retry_after, int):
@@ -132,7 +292,6 @@ def _render(error: errors.DomainError) -> JSONResponse:
 
 
 _HTTP_CODES = {
-    400: "INVALID_REQUEST",
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
@@ -147,7 +306,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(errors.DomainError)
     async def domain_error(_: Request, exc: errors.DomainError) -> JSONResponse:
-        return _render(exc)
+        return render_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -156,10 +315,13 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
             for e in exc.errors()
         ]
-        return _render(errors.InvalidRequest("The request is invalid", errors=problems))
+        return render_error(errors.InvalidRequest("The request is invalid", errors=problems))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # A body that is not JSON (or not UTF-8): invalid input like any other.
+            return render_error(errors.InvalidRequest("The body is not valid JSON"))
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
         return JSONResponse(
             {"code": code, "message": str(exc.detail), "details": {}},
@@ -171,20 +333,61 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_error(_: Request, exc: psycopg.Error) -> JSONResponse:
         translated = errors.from_database(exc)
         if translated is None:
-            log.exception("unexpected database error", exc_info=exc)
+            log.error("unexpected database error: %s", type(exc).__name__, exc_info=exc)
             translated = errors.DomainError("Internal error")
-        return _render(translated)
+        return render_error(translated)
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_timeout(_: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("no database connection available: %s", exc)
+        return render_error(errors.ServiceUnavailable(retry_after=UNAVAILABLE_RETRY_AFTER))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette runs this outside the middleware stack: re-attach the request id.
         request_id = request_id_of(request.scope)
         with structlog.contextvars.bound_contextvars(request_id=request_id):
-            log.exception("unhandled error", exc_info=exc)
-        response = _render(errors.DomainError("Internal error"))
+            log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+        response = render_error(errors.DomainError("Internal error"))
         if request_id:
             response.headers[REQUEST_ID_HEADER] = request_id
         return response
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class InputGuardMiddleware:
+    """Refuse a path or query string holding control characters (a NUL cannot even be
+    stored by PostgreSQL) before any route sees it: 422, like every invalid input."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").decode("latin-1")
+            path = scope.get("path", "")
+            if has_control_characters(unquote(query)) or has_control_characters(path):
+                await _send_json(
+                    send,
+                    422,
+                    error_body(errors.InvalidRequest("Control characters are not accepted")),
+                )
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -229,6 +432,4 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
-        body = JSONResponse(error_body(errors.PayloadTooLarge()), status_code=413)
-        await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
-        await send({"type": "http.response.body", "body": body.body})
+        await _send_json(send, 413, error_body(errors.PayloadTooLarge()))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from melhor_saude.booking.service import forfeit_credit, release_credit
+from melhor_saude.credit.ledger import forfeit_credit, release_credit
 from melhor_saude.db import SERVICE, transaction
 
 from .conftest import iso, slot
@@ -224,8 +224,9 @@ async def test_a_user_cannot_settle_the_credit_of_an_active_booking(pool, client
     spec = await factory.specialist()
     ana = await factory.person("user", company_id=company, allocation=1)
     bid = (await _book(client, ana, spec, slot(days=12))).json()["id"]
+    # Not even callable: credits are settled only by ending a booking.
     async with transaction(pool, ana.caller) as conn:
-        with pytest.raises(psycopg.errors.CheckViolation):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
             await conn.execute("SELECT settle_session_credit(%s, %s)", (bid, entry))
     assert await _ledger(pool, bid) == ["reserve"]
     again = await _book(client, ana, spec, slot(days=12, hour=12))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import jwt
 import pytest
 
@@ -27,28 +28,90 @@ async def test_signup_verify_login_and_me(client, mailbox):
     assert [r["role"] for r in body["roles"]] == ["user"]
 
 
-async def test_email_is_case_insensitive_and_unique(client):
+async def test_email_is_case_insensitive_and_unique(client, mailbox, pool):
     email = new_email()
     r1 = await client.post(
         "/v1/auth/signup", json={"email": email.upper(), "password": PASSWORD, "full_name": "A"}
     )
-    assert r1.status_code == 201
-    assert r1.json()["email"] == email
+    assert r1.status_code == 202
+    token = await mailbox.token(email, "verify_email")  # delivered to the lower-case address
+    assert (await client.post("/v1/auth/verify", json={"token": token})).status_code == 204
+    # Signing up again answers exactly the same: nobody learns the address has an account.
     r2 = await client.post(
-        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "full_name": "B"}
+        "/v1/auth/signup", json={"email": email, "password": "outra senha 99", "full_name": "B"}
     )
-    assert r2.status_code == 409
-    assert r2.json()["code"] == "EMAIL_TAKEN"
+    assert (r2.status_code, r2.json()) == (r1.status_code, r1.json())
+    # The owner learns it by email, and nothing about the account changed.
+    assert "que já tem uma conta" in await mailbox.last(email, "account_exists")
+    assert await mailbox.count(email, "account_exists") == 1
+    async with transaction(pool, SERVICE) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n, min(full_name) AS name FROM users WHERE email = %s", (email,)
+        )
+        assert await cur.fetchone() == {"n": 1, "name": "A"}
+    ok = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert ok.status_code == 200
 
 
-async def test_unverified_account_cannot_log_in(client):
+async def test_an_unverified_account_has_no_password_until_its_link_is_followed(client, mailbox):
     email = new_email()
     await client.post(
         "/v1/auth/signup", json={"email": email, "password": PASSWORD, "full_name": "A"}
     )
     r = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 403
-    assert r.json()["code"] == "EMAIL_NOT_VERIFIED"
+    unknown = await client.post("/v1/auth/login", json={"email": new_email(), "password": PASSWORD})
+    assert (r.status_code, r.json()) == (401, unknown.json())
+    token = await mailbox.token(email, "verify_email")
+    assert (await client.post("/v1/auth/verify", json={"token": token})).status_code == 204
+    r = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200
+
+
+async def test_an_unverified_sign_up_does_not_block_the_addresss_real_owner(client, mailbox, pool):
+    """Someone signs up with another person's address (and never verifies). The owner
+    signs up later and follows their own link: their password is the one that works."""
+    email = new_email()
+    squatter = await client.post(
+        "/v1/auth/signup",
+        json={"email": email, "password": "password-of-squatter", "full_name": "X"},
+    )
+    squatter_link = await mailbox.token(email, "verify_email")
+    owner = await client.post(
+        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "full_name": "Owner"}
+    )
+    assert (owner.status_code, owner.json()) == (squatter.status_code, squatter.json())
+    owner_link = await mailbox.token(email, "verify_email")
+    assert owner_link != squatter_link
+    assert (await client.post("/v1/auth/verify", json={"token": owner_link})).status_code == 204
+    # The owner's password works; the squatter's neither works nor can be verified any more.
+    assert (
+        await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    ).status_code == 200
+    assert (
+        await client.post(
+            "/v1/auth/login", json={"email": email, "password": "password-of-squatter"}
+        )
+    ).status_code == 401
+    again = await client.post("/v1/auth/verify", json={"token": squatter_link})
+    assert again.json()["code"] == "INVALID_TOKEN"
+
+
+async def test_verification_can_be_resent_with_the_same_answer_for_any_address(client, mailbox):
+    email = new_email()
+    await client.post(
+        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "full_name": "A"}
+    )
+    first = await mailbox.token(email, "verify_email")
+    resent = await client.post("/v1/auth/verify/resend", json={"email": email})
+    nobody = await client.post("/v1/auth/verify/resend", json={"email": new_email()})
+    assert resent.status_code == nobody.status_code == 202
+    assert resent.json() == nobody.json()
+    second = await mailbox.token(email, "verify_email")
+    assert second != first
+    assert (await client.post("/v1/auth/verify", json={"token": first})).status_code == 422
+    assert (await client.post("/v1/auth/verify", json={"token": second})).status_code == 204
+    ok = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert ok.status_code == 200
 
 
 async def test_verification_token_works_once(client, mailbox):
@@ -96,52 +159,106 @@ async def test_wrong_password_and_unknown_email_answer_the_same(client, mailbox)
     assert wrong.json()["code"] == "INVALID_CREDENTIALS"
 
 
-async def test_lockout_after_five_failures_then_expiry(client, mailbox, pool):
+def _from(app, ip: str) -> httpx.AsyncClient:
+    """A client calling from address `ip`."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(ip, 4321))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def _let_the_delay_pass(pool, email: str) -> None:
+    async with transaction(pool, SERVICE) as conn:
+        await conn.execute(
+            "UPDATE auth_throttle SET blocked_until = now() - interval '1 second'"
+            " WHERE key LIKE %s",
+            (f"%:{email}",),
+        )
+
+
+async def test_failures_are_throttled_with_a_doubling_delay_not_a_lock(client, mailbox, pool):
     email, _ = await signup_verified(client, mailbox)
     for _ in range(5):
         r = await client.post("/v1/auth/login", json={"email": email, "password": "bad-pass!"})
         assert r.status_code == 401
-    locked = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert locked.status_code == 423
-    assert locked.json()["code"] == "ACCOUNT_LOCKED"
-    assert 1700 < int(locked.headers["retry-after"]) <= 1801
-    # Thirty minutes pass.
-    async with transaction(pool, SERVICE) as conn:
-        await conn.execute(
-            "UPDATE users SET locked_until = now() - interval '1 second' WHERE email = %s",
-            (email,),
-        )
+    # Past five free failures, even the right password waits (a second, then 2, 4...).
+    waiting = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert waiting.status_code == 429
+    assert waiting.json()["code"] == "RATE_LIMITED"
+    assert 1 <= int(waiting.headers["retry-after"]) <= 2
+    await _let_the_delay_pass(pool, email)
+    r = await client.post("/v1/auth/login", json={"email": email, "password": "bad-pass!"})
+    assert r.status_code == 401
+    longer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert 2 <= int(longer.headers["retry-after"]) <= 3
+    # After the delay the owner gets in with the right password, and the count starts over.
+    await _let_the_delay_pass(pool, email)
     ok = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert ok.status_code == 200
+    r = await client.post("/v1/auth/login", json={"email": email, "password": "bad-pass!"})
+    assert r.status_code == 401
     async with transaction(pool, SERVICE) as conn:
         cur = await conn.execute(
             "SELECT action, outcome FROM audit_logs a JOIN users u ON u.id = a.actor_id"
-            " WHERE u.email = %s AND action IN ('auth.login', 'auth.lockout') ORDER BY a.id",
+            " WHERE u.email = %s AND action = 'auth.login' ORDER BY a.id",
             (email,),
         )
         trail = [(r["action"], r["outcome"]) for r in await cur.fetchall()]
-    assert trail.count(("auth.login", "failure")) == 5
-    assert ("auth.lockout", "denied") in trail
-    assert ("auth.login", "denied") in trail
-    assert trail[-1] == ("auth.login", "success")
+    assert trail.count(("auth.login", "failure")) == 7
+    assert trail.count(("auth.login", "success")) == 2
 
 
-async def test_failures_outside_the_window_do_not_lock(client, mailbox, pool):
+async def test_known_and_unknown_addresses_are_throttled_alike(client, mailbox):
+    known, _ = await signup_verified(client, mailbox)
+    unknown = new_email()
+    answers = {}
+    for email in (known, unknown):
+        codes = []
+        for _ in range(6):
+            r = await client.post("/v1/auth/login", json={"email": email, "password": "bad-pass!"})
+            codes.append(r.status_code)
+        answers[email] = (codes, r.json())
+    assert answers[known] == answers[unknown]
+    assert answers[known][0] == [401] * 5 + [429]
+
+
+async def test_an_attacker_elsewhere_cannot_keep_the_owner_out(app, client, mailbox, pool):
+    """Failures from another address throttle the account only up to its cap (a minute):
+    the owner, from their own address, waits at most that, then gets in."""
+    email, _ = await signup_verified(client, mailbox)
+    async with _from(app, "203.0.113.66") as attacker:
+        for _ in range(30):
+            await attacker.post("/v1/auth/login", json={"email": email, "password": "guess!"})
+        blocked = await attacker.post("/v1/auth/login", json={"email": email, "password": "x!"})
+        assert blocked.status_code == 429
+    async with _from(app, "198.51.100.7") as owner:
+        r = await owner.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        if r.status_code == 429:
+            assert int(r.headers["retry-after"]) <= 60
+            async with transaction(pool, SERVICE) as conn:  # the minute passes
+                await conn.execute(
+                    "UPDATE auth_throttle SET blocked_until = now() - interval '1 second'"
+                    " WHERE key = %s",
+                    (f"login:account:{email}",),
+                )
+            r = await owner.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200
+
+
+async def test_failures_outside_the_window_start_the_count_again(client, mailbox, pool):
     email, _ = await signup_verified(client, mailbox)
     for _ in range(4):
         await client.post("/v1/auth/login", json={"email": email, "password": "bad-pass!"})
     async with transaction(pool, SERVICE) as conn:
         await conn.execute(
-            "UPDATE login_failures SET occurred_at = occurred_at - interval '11 minutes'"
-            " WHERE user_id = (SELECT id FROM users WHERE email = %s)",
-            (email,),
+            "UPDATE auth_throttle SET window_started_at = window_started_at - interval '16 minutes'"
+            " WHERE key LIKE %s",
+            (f"%:{email}",),
         )
     await client.post("/v1/auth/login", json={"email": email, "password": "bad-pass!"})
     ok = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert ok.status_code == 200
 
 
-async def test_concurrent_failures_cannot_exceed_the_threshold_unlocked(client, mailbox):
+async def test_concurrent_failures_cannot_exceed_the_free_ones(client, mailbox):
     email, _ = await signup_verified(client, mailbox)
     results = await asyncio.gather(
         *[
@@ -151,7 +268,7 @@ async def test_concurrent_failures_cannot_exceed_the_threshold_unlocked(client, 
     )
     codes = sorted(r.status_code for r in results)
     assert codes.count(401) == 5
-    assert codes.count(423) == 3
+    assert codes.count(429) == 3
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(client, mailbox):

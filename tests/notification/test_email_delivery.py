@@ -12,7 +12,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import ANON, SERVICE, DatabaseUrls, make_pool, transaction
+from melhor_saude.db import SERVICE, DatabaseUrls, make_pool, transaction
 from melhor_saude.notification import delivery
 from melhor_saude.notification.delivery import deliver_due, delivery_loop
 from melhor_saude.notification.service import enqueue_email
@@ -20,14 +20,20 @@ from melhor_saude.settings import Settings
 
 from .conftest import Inbox, deliver, free_port, smtp_settings
 
-LINK = "http://127.0.0.1:8000/v1/auth/verify-email?token=tok-123"
+LINK = "http://127.0.0.1:8000/verificar-email?token=tok-123"
 
 
 async def _queue(pool: AsyncConnectionPool, to: str, **kwargs: Any) -> str:
-    async with transaction(pool, ANON) as conn:
-        return await enqueue_email(
-            conn, to=to, template="verify_email", params={"name": "Joana", "link": LINK}, **kwargs
+    async with transaction(pool, SERVICE) as conn:
+        email_id = await enqueue_email(
+            conn,
+            to=to,
+            template="verify_email",
+            params={"name": "Joana", "token": "tok-123"},
+            **kwargs,
         )
+    assert email_id is not None
+    return email_id
 
 
 async def _row(pool: AsyncConnectionPool, email_id: str) -> dict[str, Any]:
@@ -86,10 +92,10 @@ async def test_rolled_back_email_is_never_sent(
 ) -> None:
     inbox, port = smtp_server
     to = _address()
-    conn_cm = transaction(worker_pool, ANON)
+    conn_cm = transaction(worker_pool, SERVICE)
     conn = await conn_cm.__aenter__()
     email_id = await enqueue_email(
-        conn, to=to, template="verify_email", params={"name": "J", "link": LINK}
+        conn, to=to, template="verify_email", params={"name": "J", "token": "tok-123"}
     )
     await conn_cm.__aexit__(RuntimeError, RuntimeError("request failed"), None)
 
@@ -298,12 +304,13 @@ async def test_an_email_that_cannot_be_built_does_not_hold_up_the_queue(
 async def test_development_mode_logs_the_email_instead_of_sending(
     worker_pool: AsyncConnectionPool, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert settings.smtp_host is None
+    development = settings.model_copy(update={"environment": "development"})
+    assert development.smtp_host is None
     to = _address()
     email_id = await _queue(worker_pool, to)
 
     with caplog.at_level(logging.INFO, logger="melhor_saude.notification.delivery"):
-        await deliver(worker_pool, settings)
+        await deliver(worker_pool, development)
 
     [record] = [r for r in caplog.records if to in r.getMessage()]
     text = record.getMessage()

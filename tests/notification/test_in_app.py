@@ -19,8 +19,10 @@ from ..factories import Factory, Person
 async def _notify(
     pool: AsyncConnectionPool, actor: Person, recipient: Person, **kw: object
 ) -> str | None:
-    """Notify `recipient` from a transaction acting as `actor` (as a booking would)."""
-    async with transaction(pool, actor.caller) as conn:
+    """Notify `recipient` of something `actor` did. The server notifies (as a booking's
+    database function would): no API role may call notify_user() itself."""
+    del actor
+    async with transaction(pool, SERVICE) as conn:
         return await notify(
             conn,
             user_id=recipient.id,
@@ -104,7 +106,7 @@ async def test_paging_does_not_skip_notifications_written_in_one_transaction(
     client: httpx.AsyncClient, factory: Factory, pool: AsyncConnectionPool
 ) -> None:
     person = await factory.person("user")
-    async with transaction(pool, person.caller) as conn:  # one instant for all five
+    async with transaction(pool, SERVICE) as conn:  # one instant for all five
         for i in range(5):
             await notify(conn, user_id=person.id, event="booking_created", title=f"T{i}", body="b")
     seen: list[str] = []
@@ -174,7 +176,7 @@ async def test_preferences_default_on_and_turning_an_event_off_stops_its_notific
     # ...while other events (and other people) are unaffected.
     assert await _notify(pool, employee, specialist, event="booking_cancelled") is not None
     assert await _notify(pool, specialist, employee, event="booking_created") is not None
-    async with transaction(pool, employee.caller) as conn:
+    async with transaction(pool, SERVICE) as conn:
         assert await wants_email(conn, user_id=specialist.id, event="booking_cancelled") is False
         assert await wants_email(conn, user_id=specialist.id, event="booking_created") is True
     listed = (await client.get("/v1/notifications", headers=specialist.headers)).json()
@@ -257,10 +259,11 @@ async def test_rls_keeps_other_peoples_notifications_and_preferences_out_of_sql(
             "SELECT count(*) AS n FROM notifications WHERE user_id = %s", (alice.id,)
         )
         assert await cur.fetchone() == {"n": 0}
-        cur = await conn.execute(
-            "UPDATE notifications SET read_at = now() WHERE user_id = %s", (alice.id,)
-        )
-        assert cur.rowcount == 0
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        async with transaction(pool, bob.caller) as conn:
+            await conn.execute(
+                "UPDATE notifications SET read_at = now() WHERE user_id = %s", (alice.id,)
+            )
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         async with transaction(pool, bob.caller) as conn:
             await conn.execute(
@@ -284,3 +287,28 @@ async def test_notify_rejects_unknown_events(factory: Factory, pool: AsyncConnec
     person = await factory.person("user")
     with pytest.raises(ValueError, match="unknown notification event 'nope'"):
         await _notify(pool, person, person, event="nope")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT notify_user(%(alice)s, 'booking_created', 'Phish', 'Clique aqui', '{}')",
+        "SELECT notification_enabled(%(alice)s, 'booking_created', 'email')",
+        "SELECT mark_notification_read(id) FROM notifications WHERE user_id = %(alice)s",
+    ],
+)
+async def test_a_user_can_neither_message_anyone_nor_read_their_preferences_by_sql(
+    factory: Factory, pool: AsyncConnectionPool, sql: str
+) -> None:
+    """Any user could call notify_user() to message anyone, and read anyone's
+    preferences through notification_enabled(); both are the server's own now."""
+    alice = await factory.person("user")
+    bob = await factory.person("user")
+    assert await _notify(pool, bob, alice) is not None
+    async with transaction(pool, bob.caller) as conn:
+        try:
+            cur = await conn.execute(sql, {"alice": alice.id})
+        except psycopg.errors.InsufficientPrivilege:
+            return
+        # mark_notification_read is callable, but only ever for the caller's own rows.
+        assert await cur.fetchall() == []

@@ -1,63 +1,104 @@
-"""The email outbox: queued in the caller's transaction, as any role, readable by none of them."""
+"""The email outbox: queued by the server in the caller's transaction, written and read
+by no API role, rendered in pt-PT by the worker."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import ANON, SERVICE, transaction
+from melhor_saude.context import ANON, SERVICE
+from melhor_saude.db import transaction
 from melhor_saude.notification.service import enqueue_email
 from melhor_saude.notification.templates import TEMPLATES, render
 
 from ..factories import Factory
 
+BASE = "https://app.melhorsaude.example"
 
-async def _outbox_row(pool: AsyncConnectionPool, email_id: str) -> dict | None:  # type: ignore[type-arg]
+
+async def _outbox_row(pool: AsyncConnectionPool, email_id: str) -> dict[str, Any] | None:
     async with transaction(pool, SERVICE) as conn:
         cur = await conn.execute("SELECT * FROM email_outbox WHERE id = %s", (email_id,))
         return await cur.fetchone()
 
 
-@pytest.mark.parametrize("role", ["anon", "authenticated", "service_role"])
-async def test_enqueue_email_works_for_every_role_and_is_due_at_once(
-    role: str, pool: AsyncConnectionPool, factory: Factory
+async def test_the_service_queues_an_email_due_at_once_with_its_facts(
+    pool: AsyncConnectionPool, factory: Factory
 ) -> None:
     person = await factory.person("user")
-    caller = {"anon": ANON, "service_role": SERVICE, "authenticated": person.caller}[role]
-    async with transaction(pool, caller) as conn:
+    async with transaction(pool, SERVICE) as conn:
         email_id = await enqueue_email(
             conn,
             to=person.email,
             template="verify_email",
-            params={"name": "Ana", "link": "http://x/verify?token=abc"},
+            params={"name": "Ana", "token": "abc"},
             user_id=person.id,
         )
+    assert email_id is not None
     row = await _outbox_row(pool, email_id)
     assert row is not None
     assert row["to_address"] == person.email
     assert str(row["user_id"]) == person.id
-    assert row["template"] == "verify_email"
-    assert row["subject"] == "Confirme o seu endereço de email"
-    assert "Olá Ana," in row["body_text"]
-    assert "http://x/verify?token=abc" in row["body_text"]
+    assert (row["template"], row["params"]) == ("verify_email", {"name": "Ana", "token": "abc"})
+    # Rendered by the worker when it sends, with links built from its configuration.
+    assert (row["subject"], row["body_text"]) == (None, None)
     assert (row["status"], row["attempts"], row["sent_at"]) == ("pending", 0, None)
     assert row["next_attempt_at"] <= row["created_at"]
 
 
-async def test_rolled_back_transaction_leaves_no_row(
-    pool: AsyncConnectionPool,
+async def test_an_event_email_honours_the_recipients_preference(
+    pool: AsyncConnectionPool, factory: Factory
 ) -> None:
-    queued: list[str] = []
+    person = await factory.person("user")
+    async with transaction(pool, SERVICE) as conn:
+        await conn.execute(
+            "INSERT INTO notification_preferences (user_id, event, channel, enabled)"
+            " VALUES (%s, 'booking_created', 'email', false)",
+            (person.id,),
+        )
+        params = {
+            "name": "A",
+            "specialist": "S",
+            "starts_at": "2026-12-05T10:00:00+00:00",
+            "timezone": "Africa/Maputo",
+        }
+        skipped = await enqueue_email(
+            conn,
+            to=None,
+            template="booking_created",
+            params=params,
+            user_id=person.id,
+            event="booking_created",
+        )
+        sent = await enqueue_email(
+            conn,
+            to=None,
+            template="booking_confirmed",
+            params=params,
+            user_id=person.id,
+            event="booking_confirmed",
+        )
+    assert skipped is None
+    assert sent is not None
+    row = await _outbox_row(pool, sent)
+    assert row is not None
+    assert row["to_address"] == person.email
+
+
+async def test_rolled_back_transaction_leaves_no_row(pool: AsyncConnectionPool) -> None:
+    queued: list[str | None] = []
 
     async def failing_request() -> None:
-        async with transaction(pool, ANON) as conn:
+        async with transaction(pool, SERVICE) as conn:
             queued.append(
                 await enqueue_email(
                     conn,
                     to="x@example.org",
                     template="password_reset",
-                    params={"name": "X", "link": "l"},
+                    params={"name": "X", "token": "t"},
                 )
             )
             raise RuntimeError("boom")
@@ -65,36 +106,41 @@ async def test_rolled_back_transaction_leaves_no_row(
     with pytest.raises(RuntimeError, match="boom"):
         await failing_request()
     [email_id] = queued
+    assert email_id is not None
     assert await _outbox_row(pool, email_id) is None
 
 
 @pytest.mark.parametrize("role", ["anon", "authenticated"])
-async def test_api_roles_cannot_read_or_change_outbox_rows(
+async def test_api_roles_can_neither_queue_nor_read_nor_change_emails(
     role: str, pool: AsyncConnectionPool, factory: Factory
 ) -> None:
+    """Anyone (even anon) could queue any email through the outbox; now no API role
+    reaches it: emails come only from the server's own paths and functions."""
     person = await factory.person("user")
     caller = ANON if role == "anon" else person.caller
-    async with transaction(pool, caller) as conn:
+    async with transaction(pool, SERVICE) as conn:
         email_id = await enqueue_email(
-            conn, to=person.email, template="verify_email", params={"name": "A", "link": "L"}
+            conn, to=person.email, template="verify_email", params={"name": "A", "token": "t"}
         )
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        async with transaction(pool, caller) as conn:
-            await conn.execute("SELECT body_text FROM email_outbox WHERE id = %s", (email_id,))
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        async with transaction(pool, caller) as conn:
-            await conn.execute("UPDATE email_outbox SET status = 'sent' WHERE id = %s", (email_id,))
-    # Nor can they queue a row that pretends to be delivered already.
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        async with transaction(pool, caller) as conn:
-            await conn.execute(
-                "INSERT INTO email_outbox (to_address, template, subject, body_text, status)"
-                " VALUES ('a@b.pt', 'verify_email', 's', 'b', 'sent')"
-            )
-    # Nor touch the job queue.
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        async with transaction(pool, caller) as conn:
-            await conn.execute("SELECT count(*) FROM procrastinate_jobs")
+    assert email_id is not None
+    attempts = [
+        ("SELECT body_text FROM email_outbox WHERE id = %s", (email_id,)),
+        ("UPDATE email_outbox SET status = 'sent' WHERE id = %s", (email_id,)),
+        (
+            "INSERT INTO email_outbox (to_address, template, subject, body_text)"
+            " VALUES ('victim@b.pt', 'verify_email', 'Urgente', 'Clique em http://evil')",
+            None,
+        ),
+        (
+            'SELECT queue_email(%s, \'verify_email\', \'{"name": "x", "token": "t"}\')',
+            (person.id,),
+        ),
+        ("SELECT count(*) FROM procrastinate_jobs", None),
+    ]
+    for sql, params in attempts:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            async with transaction(pool, caller) as conn:
+                await conn.execute(sql, params)
 
 
 async def test_unknown_template_or_missing_parameter_is_a_bug(pool: AsyncConnectionPool) -> None:
@@ -106,7 +152,7 @@ async def test_unknown_template_or_missing_parameter_is_a_bug(pool: AsyncConnect
         for bad in ["a@b.pt\r\nBcc: x@y.pt", "no-at-sign", "A <a@b.pt>", "a@b.pt, c@d.pt"]:
             with pytest.raises(ValueError, match="not a deliverable email address"):
                 await enqueue_email(
-                    conn, to=bad, template="verify_email", params={"name": "A", "link": "L"}
+                    conn, to=bad, template="verify_email", params={"name": "A", "token": "t"}
                 )
 
 
@@ -125,33 +171,44 @@ async def test_the_database_refuses_an_address_that_could_inject_headers(
 def test_every_template_renders_in_portuguese_with_its_parameters() -> None:
     params = {
         "name": "Ana",
-        "link": "http://l",
+        "token": "tok",
         "company": "Acme",
         "role": "colaborador",
         "code": "ABC123",
         "specialist": "Dra. Rita",
-        "starts_at_local": "03/12/2026 14:00",
+        "starts_at": "2026-12-03T12:00:00+00:00",
+        "timezone": "Africa/Maputo",
     }
-    subjects = {name: render(name, params).subject for name in TEMPLATES}
+    subjects = {name: render(name, params, BASE).subject for name in TEMPLATES}
     assert subjects == {
         "verify_email": "Confirme o seu endereço de email",
+        "account_exists": "Já tem uma conta na Melhor Saúde",
         "password_reset": "Redefinição da sua palavra-passe",
         "invite": "Convite para a Melhor Saúde — Acme",
-        "booking_created": "Sessão marcada para 03/12/2026 14:00",
-        "booking_confirmed": "Sessão confirmada para 03/12/2026 14:00",
-        "booking_cancelled": "Sessão cancelada: 03/12/2026 14:00",
-        "booking_rescheduled": "Sessão remarcada para 03/12/2026 14:00",
+        "booking_created": "Sessão marcada para 03/12/2026 14:00 (CAT)",
+        "booking_confirmed": "Sessão confirmada para 03/12/2026 14:00 (CAT)",
+        "booking_cancelled": "Sessão cancelada: 03/12/2026 14:00 (CAT)",
+        "booking_rescheduled": "Sessão remarcada para 03/12/2026 14:00 (CAT)",
     }
-    invite = render("invite", params).body_text
+    invite = render("invite", params, BASE).body_text
     assert "Acme" in invite
     assert "colaborador" in invite
-    assert "http://l" in invite
-    assert "ABC123" in invite
+    assert f"{BASE}/convite?code=ABC123" in invite
+    assert f"{BASE}/verificar-email?token=tok" in render("verify_email", params, BASE).body_text
+    assert f"{BASE}/redefinir-senha?token=tok" in render("password_reset", params, BASE).body_text
+
+
+def test_links_point_only_at_the_configured_address() -> None:
+    """A stored parameter cannot choose where a link points (the worker builds it)."""
+    params = {"name": "A", "token": "t", "link": "http://evil.example/phish"}
+    body = render("verify_email", params, BASE).body_text
+    assert "evil.example" not in body
+    assert f"{BASE}/verificar-email?token=t" in body
 
 
 def test_a_parameter_cannot_inject_email_headers() -> None:
     rendered = render(
-        "invite", {"company": "Acme\r\nBcc: evil@x.pt", "role": "r", "link": "l", "code": "c"}
+        "invite", {"company": "Acme\r\nBcc: evil@x.pt", "role": "r", "code": "c"}, BASE
     )
     assert rendered.subject == "Convite para a Melhor Saúde — Acme Bcc: evil@x.pt"
     assert "\n" not in rendered.subject

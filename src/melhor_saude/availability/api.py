@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
-from melhor_saude.availability import schemas, service
-from melhor_saude.web import ClientDep, PoolDep, UserDep, UserTxDep
+from melhor_saude.availability import absences, schedule, schemas
+from melhor_saude.schemas import DayQuery
+from melhor_saude.web import PoolDep, UserDep, UserTxDep, responses
 
 router = APIRouter(prefix="/v1", tags=["availability"])
 Bound = Annotated[
@@ -31,45 +32,36 @@ async def list_slots(
     to: Bound,
 ) -> Response:
     """Bookable sessions in a window of at most 31 days (UTC and specialist-local times)."""
-    page = await service.list_slots(pool, caller, str(specialist_id), from_, to, datetime.now(UTC))
+    page = await schedule.list_slots(pool, caller, str(specialist_id), from_, to, datetime.now(UTC))
     return Response(schemas.render_slots(page), media_type="application/json")
 
 
-@router.post("/specialists/{specialist_id}/exceptions", status_code=201)
+@router.post("/specialists/{specialist_id}/exceptions", status_code=201, responses=responses(409))
 async def create_exceptions(
-    specialist_id: UUID,
-    body: schemas.ExceptionIn,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
+    specialist_id: UUID, body: schemas.ExceptionIn, conn: UserTxDep
 ) -> schemas.ExceptionsCreatedOut:
     """Block (or open) one date or a range; lists the bookings a block affects and, with
-    `cancel_affected_bookings`, cancels them on the specialist's behalf."""
-    return await service.create_exceptions(conn, caller, str(specialist_id), body, client)
+    `cancel_affected_bookings`, cancels them on the specialist's behalf. The same
+    exception twice is `EXCEPTION_EXISTS`."""
+    return await absences.create_exceptions(conn, str(specialist_id), body)
 
 
 @router.get("/specialists/{specialist_id}/exceptions")
 async def list_exceptions(
     specialist_id: UUID,
-    caller: UserDep,
     conn: UserTxDep,
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
+    from_: Annotated[DayQuery, Query(alias="from")] = None,
+    to: DayQuery = None,
 ) -> list[schemas.ExceptionOut]:
-    """Exceptions between two dates (default: the next 90 days)."""
+    """Exceptions between two dates (default: the next 90 days). Only the specialist and
+    admins see why (the reason); others see that the specialist is unavailable."""
     start = from_ or datetime.now(UTC).date()
     end = to or start + timedelta(days=90)
-    return await service.list_exceptions(conn, caller, str(specialist_id), start, end)
+    return await absences.list_exceptions(conn, str(specialist_id), start, end)
 
 
 @router.delete("/specialists/{specialist_id}/exceptions/{exception_id}", status_code=204)
-async def delete_exception(
-    specialist_id: UUID,
-    exception_id: UUID,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
-) -> Response:
+async def delete_exception(specialist_id: UUID, exception_id: UUID, conn: UserTxDep) -> Response:
     """Remove an exception."""
-    await service.delete_exception(conn, caller, str(specialist_id), str(exception_id), client)
+    await absences.delete_exception(conn, str(specialist_id), str(exception_id))
     return Response(status_code=204)

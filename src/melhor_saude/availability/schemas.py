@@ -3,44 +3,46 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+
+from melhor_saude.schemas import Day, LocalTime, Strict, StrictBool
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from melhor_saude.availability.service import SlotsPage
+    from melhor_saude.availability.schedule import SlotsPage
 
 Reason = Literal["vacation", "sick_leave", "personal", "training", "conference", "other"]
 
 
-class ExceptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    start_date: date
-    end_date: date | None = Field(default=None, description="Inclusive; omit for one day")
-    is_available: bool = False
+class ExceptionIn(Strict):
+    start_date: Day
+    end_date: Day | None = Field(default=None, description="Inclusive; omit for one day")
+    is_available: StrictBool = False
     reason: Reason
-    all_day: bool = True
-    start_time: time | None = None
-    end_time: time | None = None
+    all_day: StrictBool = True
+    start_time: LocalTime | None = None
+    end_time: LocalTime | None = None
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    cancel_affected_bookings: bool = False
+    cancel_affected_bookings: StrictBool = False
 
 
 class ExceptionOut(BaseModel):
     id: UUID
     specialist_id: UUID
-    exception_date: date
+    exception_date: Day
     is_available: bool
-    reason: str
+    reason: Reason | None = Field(
+        default=None, description="Only for the specialist and admins; others see null"
+    )
     all_day: bool
-    start_time: time | None
-    end_time: time | None
+    start_time: LocalTime | None
+    end_time: LocalTime | None
     notes: str | None = None
     created_at: datetime
 

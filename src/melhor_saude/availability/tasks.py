@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from melhor_saude.availability.repository import queries
+from melhor_saude.availability import repository
 from melhor_saude.jobs import blueprint, job_transaction
 
 
@@ -12,4 +12,4 @@ async def refresh_exception_future_index(timestamp: int) -> None:
     """Move the future-dates partial index's cut-off to today (monthly)."""
     del timestamp
     async with job_transaction() as conn:
-        await queries.run(conn, "refresh_future_index")
+        await repository.refresh_future_index(conn)

@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from melhor_saude.booking import schemas, service
-from melhor_saude.web import ClientDep, SettingsDep, UserDep, UserTxDep
+from melhor_saude.schemas import Instant, Limit, Offset
+from melhor_saude.web import SettingsDep, UserDep, UserTxDep, responses
 
 router = APIRouter(prefix="/v1", tags=["bookings"])
 IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$"),
 ]
 
 
-@router.post(
-    "/bookings",
-    status_code=201,
-    response_model=schemas.BookingOut,
-    responses={
-        409: {"description": "SLOT_TAKEN, NO_CREDITS_LEFT"},
-        422: {"description": "OUTSIDE_AVAILABILITY, INVALID_REQUEST"},
-    },
-)
+@router.post("/bookings", status_code=201, responses=responses(404, 409))
 async def create_booking(
     body: schemas.BookingIn,
-    caller: UserDep,
     conn: UserTxDep,
     settings: SettingsDep,
-    client: ClientDep,
     idempotency_key: IdempotencyKey = None,
-) -> Any:
-    """Book a free slot. A repeated `Idempotency-Key` returns the first result."""
-    status, payload = await service.create_booking_idempotent(
-        conn, settings, caller, body, idempotency_key, client
-    )
-    return JSONResponse(payload, status_code=status)
+) -> schemas.BookingOut:
+    """Book a free slot (`SLOT_TAKEN`, `OUTSIDE_AVAILABILITY`, `NO_CREDITS_LEFT`, ...).
+    A repeated `Idempotency-Key` returns the first result."""
+    return await service.create_booking(conn, settings, body, idempotency_key)
 
 
 @router.get("/bookings")
@@ -47,11 +35,11 @@ async def list_bookings(
     caller: UserDep,
     conn: UserTxDep,
     status: schemas.Status | None = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    to: AwareDatetime | None = None,
+    from_: Annotated[Instant | None, Query(alias="from")] = None,
+    to: Annotated[Instant | None, Query()] = None,
     role: Annotated[str | None, Query(alias="as", pattern="^(user|specialist)$")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[schemas.BookingOut]:
     """Your bookings (as user or as specialist; admins see all)."""
     return await service.list_bookings(
@@ -71,58 +59,49 @@ async def booking_history(booking_id: UUID, conn: UserTxDep) -> list[schemas.His
     return await service.history(conn, str(booking_id))
 
 
-@router.post("/bookings/{booking_id}/confirm")
+@router.post("/bookings/{booking_id}/confirm", responses=responses(409))
 async def confirm(
-    booking_id: UUID,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
-    body: schemas.TransitionIn | None = None,
+    booking_id: UUID, conn: UserTxDep, body: schemas.TransitionIn | None = None
 ) -> schemas.BookingOut:
     """Confirm a pending booking (its specialist)."""
     return await service.transition(
-        conn, caller, str(booking_id), "confirmed", body.reason if body else None, client
+        conn, str(booking_id), "confirmed", body.reason if body else None
     )
 
 
-@router.post("/bookings/{booking_id}/complete")
+@router.post("/bookings/{booking_id}/complete", responses=responses(409))
 async def complete(
-    booking_id: UUID,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
-    body: schemas.TransitionIn | None = None,
+    booking_id: UUID, conn: UserTxDep, body: schemas.TransitionIn | None = None
 ) -> schemas.BookingOut:
-    """Mark a confirmed session completed (its specialist); the credit is consumed."""
+    """Mark a confirmed session completed once it has started (its specialist); the
+    credit is consumed."""
     return await service.transition(
-        conn, caller, str(booking_id), "completed", body.reason if body else None, client
+        conn, str(booking_id), "completed", body.reason if body else None
     )
 
 
-@router.post("/bookings/{booking_id}/no-show")
+@router.post("/bookings/{booking_id}/no-show", responses=responses(409))
 async def no_show(
-    booking_id: UUID,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
-    body: schemas.TransitionIn | None = None,
+    booking_id: UUID, conn: UserTxDep, body: schemas.TransitionIn | None = None
 ) -> schemas.BookingOut:
     """Mark that the user did not attend (its specialist); the credit is consumed."""
-    return await service.transition(
-        conn, caller, str(booking_id), "no_show", body.reason if body else None, client
-    )
+    return await service.transition(conn, str(booking_id), "no_show", body.reason if body else None)
 
 
-@router.post("/bookings/{booking_id}/reschedule")
+@router.post("/bookings/{booking_id}/reschedule", responses=responses(409))
 async def reschedule(
-    booking_id: UUID,
-    body: schemas.RescheduleIn,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
+    booking_id: UUID, body: schemas.RescheduleIn, conn: UserTxDep
 ) -> schemas.BookingOut:
     """Move to another free slot, keeping the booking and its history."""
-    return await service.reschedule(conn, caller, str(booking_id), body, client)
+    return await service.reschedule(conn, str(booking_id), body)
+
+
+@router.put("/bookings/{booking_id}/meeting-url", responses=responses(409))
+async def set_meeting_url(
+    booking_id: UUID, body: schemas.MeetingUrlIn, conn: UserTxDep
+) -> schemas.BookingOut:
+    """Set or clear the session's https video link (its specialist or an admin)."""
+    return await service.set_meeting_url(conn, str(booking_id), body)
 
 
 @router.get("/me/credits", tags=["me"])

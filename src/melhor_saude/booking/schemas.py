@@ -3,41 +3,42 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, Field, StringConstraints
 
+from melhor_saude.schemas import Instant, Money, Strict
 from melhor_saude.specialist.schemas import Mode, Pillar
 
 Status = Literal["pending", "confirmed", "completed", "no_show", "cancelled"]
 Funding = Literal["company_quota", "package", "self_pay"]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
-class BookingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BookingIn(Strict):
     specialist_id: UUID
-    starts_at: AwareDatetime
+    starts_at: Instant
     session_type_id: UUID | None = None
     pillar: Pillar | None = None
     mode: Mode | None = None
     funding: Literal["company_quota", "self_pay"] | None = None
-    user_id: UUID | None = None  # admins booking manually for someone
+    user_id: UUID | None = Field(default=None, description="Admins booking for someone")
 
 
-class RescheduleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    starts_at: AwareDatetime
-    reason: str | None = None
+class RescheduleIn(Strict):
+    starts_at: Instant
+    reason: Reason | None = None
 
 
-class TransitionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TransitionIn(Strict):
+    reason: Reason | None = None
 
-    reason: str | None = None
+
+class MeetingUrlIn(Strict):
+    meeting_url: (
+        Annotated[str, StringConstraints(pattern=r"^https://[^\s/?#]+[^\s]{0,480}$")] | None
+    ) = Field(description="An https link, or null to clear it")
 
 
 class BookingOut(BaseModel):
@@ -52,7 +53,7 @@ class BookingOut(BaseModel):
     mode: str
     meeting_url: str | None
     status: Status
-    price: Decimal
+    price: Money
     currency: str
     funding: Funding
     package_purchase_id: UUID | None
@@ -61,10 +62,6 @@ class BookingOut(BaseModel):
     reschedule_count: int
     created_at: datetime
     updated_at: datetime
-
-    @field_serializer("price")
-    def _money(self, value: Decimal) -> str:
-        return f"{value:.2f}"
 
 
 class HistoryOut(BaseModel):

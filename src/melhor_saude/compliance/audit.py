@@ -1,4 +1,10 @@
-"""The append-only audit trail (SPEC §11): one call per state change or privileged read."""
+"""The append-only audit trail (SPEC §11).
+
+Entries are written by the database functions that make each change, in the same
+transaction. This module writes them for the server's own paths (sign-in, the
+workers, the CLI), which run as the service role: through the same `audit_log()`
+function, so actor, time and client address are taken the same way everywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from melhor_saude.db import Conn, load_queries
-from melhor_saude.web import ClientInfo
 
 _Q = load_queries("melhor_saude.compliance")
 
@@ -26,11 +31,13 @@ async def record(
     entity_id: str | None = None,
     old: Any = None,
     new: Any = None,
-    client: ClientInfo | None = None,
     outcome: str = "success",
     details: Any = None,
 ) -> None:
-    """Append an entry in the caller's transaction (so it commits or vanishes with the change)."""
+    """Append an entry as the service (it commits or vanishes with the transaction).
+
+    The client's address and user agent are the transaction's (`request.client`).
+    """
     await conn.execute(
         _Q["insert_audit"],
         {
@@ -41,8 +48,6 @@ async def record(
             "entity_id": None if entity_id is None else str(entity_id),
             "old_values": _json(old),
             "new_values": _json(new),
-            "ip": client.ip if client else None,
-            "user_agent": client.user_agent if client else None,
             "outcome": outcome,
             "details": _json(details),
         },

@@ -1,11 +1,9 @@
 -- Audit log queries.
 
 -- insert_audit --
--- Append one audit entry.
-INSERT INTO audit_logs (actor_id, actor_role, action, entity_type, entity_id,
-                        old_values, new_values, ip, user_agent, outcome, details)
-VALUES (%(actor_id)s, %(actor_role)s, %(action)s, %(entity_type)s, %(entity_id)s,
-        %(old_values)s, %(new_values)s, %(ip)s, %(user_agent)s, %(outcome)s, %(details)s);
+-- Append one audit entry (service role; see audit_log() in migration 0014).
+SELECT audit_log(%(action)s, %(entity_type)s, %(entity_id)s, %(old_values)s, %(new_values)s,
+                 %(details)s, %(outcome)s, %(actor_id)s, %(actor_role)s);
 
 -- list_audit --
 -- Audit entries visible to the caller (own, or all for admins), newest first.

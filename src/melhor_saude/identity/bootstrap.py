@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from melhor_saude import errors
 from melhor_saude.compliance import audit
-from melhor_saude.db import SERVICE, DatabaseUrls, make_pool, transaction
+from melhor_saude.context import SERVICE
+from melhor_saude.db import DatabaseUrls, make_pool, transaction
+from melhor_saude.identity import repository as repo
 from melhor_saude.identity.passwords import hash_password
-from melhor_saude.identity.repository import queries as q
 from melhor_saude.settings import Settings
 
 
@@ -23,17 +24,11 @@ async def create_admin_account(
     await pool.open(wait=True)
     try:
         async with transaction(pool, SERVICE) as conn:
-            row = await q.one(
+            user_id = await repo.bootstrap_admin(
                 conn,
-                "bootstrap_admin",
                 email=email.strip().lower(),
                 password_hash=hash_password(password),
                 full_name=full_name,
-            )
-            assert row is not None
-            user_id = str(row["id"])
-            await q.run(
-                conn, "grant_role", user_id=user_id, role="admin", company_id=None, granted_by=None
             )
             await audit.record(
                 conn,

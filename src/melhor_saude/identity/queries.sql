@@ -1,18 +1,22 @@
--- Identity queries. Sign-in paths run as service_role; the rest as the caller.
-
--- insert_user --
-INSERT INTO users (email, password_hash, full_name)
-VALUES (%(email)s, %(password_hash)s, %(full_name)s)
-RETURNING id, email, full_name, email_verified_at, created_at;
+-- Identity queries. Sign-in paths run as service_role; the rest as the caller, whose
+-- state changes are the functions of migrations 0014-0015.
 
 -- user_for_login --
 -- Lock the account row: concurrent attempts on one account are serialized.
-SELECT id, email, full_name, password_hash, email_verified_at, locked_until, is_active
+SELECT id, email, full_name, password_hash, email_verified_at, is_active
 FROM users WHERE email = %(email)s
 FOR UPDATE;
 
--- user_by_email --
-SELECT id, email, full_name, is_active, email_verified_at FROM users WHERE email = %(email)s;
+-- user_for_signup --
+SELECT id, full_name, email_verified_at, is_active FROM users WHERE email = %(email)s
+FOR UPDATE;
+
+-- insert_user --
+-- A new account holds no password until its address is verified (the verification
+-- token carries the hash chosen at sign-up).
+INSERT INTO users (email, full_name)
+VALUES (%(email)s, %(full_name)s)
+RETURNING id;
 
 -- user_by_id --
 SELECT id, email, full_name, is_active, email_verified_at, created_at FROM users
@@ -21,66 +25,80 @@ WHERE id = %(user_id)s;
 -- update_password_hash --
 UPDATE users SET password_hash = %(password_hash)s WHERE id = %(user_id)s;
 
--- record_login_failure --
-INSERT INTO login_failures (user_id, ip) VALUES (%(user_id)s, %(ip)s);
+-- throttle_rows --
+-- The login throttle rows of these keys, created when missing, locked for this attempt;
+-- a window older than `window_minutes` starts again.
+WITH created AS (
+    INSERT INTO auth_throttle (key)
+    SELECT unnest(%(keys)s::text[])
+    ON CONFLICT (key) DO NOTHING
+)
+UPDATE auth_throttle
+SET failures = CASE WHEN window_started_at < now() - make_interval(mins => %(window_minutes)s)
+                    THEN 0 ELSE failures END,
+    window_started_at = CASE WHEN window_started_at < now()
+                                  - make_interval(mins => %(window_minutes)s)
+                             THEN now() ELSE window_started_at END
+WHERE key = ANY (%(keys)s::text[])
+RETURNING key, failures, blocked_until,
+          greatest(0, ceil(extract(epoch FROM blocked_until - now())))::integer AS wait;
 
--- recent_login_failures --
-SELECT count(*) AS failures FROM login_failures
-WHERE user_id = %(user_id)s AND occurred_at > now() - make_interval(mins => %(window_minutes)s);
+-- throttle_failure --
+-- One more failure under `key`; from the `free`-th on, the next attempt waits a delay
+-- that doubles with each failure (1 s, 2 s, 4 s...) up to `cap` seconds.
+UPDATE auth_throttle
+SET failures = failures + 1,
+    blocked_until = CASE WHEN failures + 1 >= %(free)s
+                         THEN now() + make_interval(secs => least(
+                             %(cap)s, power(2, least(failures + 1 - %(free)s, 20))::integer))
+                         ELSE blocked_until END
+WHERE key = %(key)s;
 
--- lock_account --
-UPDATE users SET locked_until = now() + make_interval(mins => %(minutes)s)
-WHERE id = %(user_id)s
-RETURNING locked_until;
-
--- clear_login_failures --
-WITH cleared AS (DELETE FROM login_failures WHERE user_id = %(user_id)s)
-UPDATE users SET locked_until = NULL WHERE id = %(user_id)s;
+-- throttle_clear --
+UPDATE auth_throttle SET failures = 0, blocked_until = NULL WHERE key = ANY (%(keys)s::text[]);
 
 -- active_roles --
 SELECT role, company_id FROM user_roles
 WHERE user_id = %(user_id)s AND revoked_at IS NULL
 ORDER BY role;
 
--- grant_role --
--- Idempotent: an already active grant is left as it is.
-INSERT INTO user_roles (user_id, role, company_id, granted_by)
-SELECT %(user_id)s, %(role)s, %(company_id)s, %(granted_by)s
-WHERE NOT EXISTS (
-    SELECT 1 FROM user_roles
-    WHERE user_id = %(user_id)s AND role = %(role)s AND revoked_at IS NULL
-      AND company_id IS NOT DISTINCT FROM %(company_id)s::uuid
-)
-RETURNING id;
-
--- revoke_role --
-UPDATE user_roles SET revoked_at = now()
-WHERE user_id = %(user_id)s AND role = %(role)s AND revoked_at IS NULL
-  AND (%(company_id)s::uuid IS NULL OR company_id = %(company_id)s::uuid)
-RETURNING id;
-
 -- insert_email_token --
-INSERT INTO email_tokens (user_id, purpose, token_hash, expires_at)
-VALUES (%(user_id)s, %(purpose)s, %(token_hash)s, now() + make_interval(mins => %(ttl_minutes)s));
+-- Earlier unused tokens of the same purpose stop working: only the newest link does.
+WITH retired AS (
+    UPDATE email_tokens SET used_at = now()
+    WHERE user_id = %(user_id)s AND purpose = %(purpose)s AND used_at IS NULL
+      AND %(retire)s
+)
+INSERT INTO email_tokens (user_id, purpose, token_hash, expires_at, password_hash, invite_code)
+VALUES (%(user_id)s, %(purpose)s, %(token_hash)s,
+        now() + make_interval(mins => %(ttl_minutes)s), %(password_hash)s, %(invite_code)s);
 
 -- use_email_token --
 -- Single use: the first caller marks it used; everyone after finds nothing.
 UPDATE email_tokens SET used_at = now()
 WHERE token_hash = %(token_hash)s AND purpose = %(purpose)s
   AND used_at IS NULL AND expires_at > now()
-RETURNING user_id;
+RETURNING user_id, password_hash, invite_code;
+
+-- retire_email_tokens --
+-- A completed reset ends every other outstanding link of the account.
+UPDATE email_tokens SET used_at = now()
+WHERE user_id = %(user_id)s AND used_at IS NULL;
 
 -- mark_email_verified --
 UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = %(user_id)s;
 
 -- insert_refresh_token --
+-- Returns the database's clock: access tokens carry it as `iat`, and sessions ended
+-- later (`end_sessions`) are compared with the same clock.
 INSERT INTO refresh_tokens (user_id, family_id, parent_id, token_hash, expires_at)
 VALUES (%(user_id)s, %(family_id)s, %(parent_id)s, %(token_hash)s,
-        now() + make_interval(days => %(ttl_days)s));
+        now() + make_interval(days => %(ttl_days)s))
+RETURNING extract(epoch FROM clock_timestamp())::float8 AS issued_at;
 
 -- refresh_token_for_update --
-SELECT r.id, r.user_id, r.family_id, r.expires_at, r.used_at, r.revoked_at,
-       u.email, u.is_active
+SELECT r.id, r.user_id, r.family_id, r.expires_at <= now() AS expired, r.used_at,
+       r.revoked_at, u.email, u.is_active
 FROM refresh_tokens r JOIN users u ON u.id = r.user_id
 WHERE r.token_hash = %(token_hash)s
 FOR UPDATE OF r;
@@ -96,9 +114,31 @@ WHERE family_id = %(family_id)s AND revoked_at IS NULL;
 UPDATE refresh_tokens SET revoked_at = now()
 WHERE user_id = %(user_id)s AND revoked_at IS NULL;
 
+-- end_sessions --
+SELECT end_sessions(%(user_id)s);
+
+-- queue_email --
+SELECT queue_email(%(user_id)s, %(template)s, %(params)s, NULL, %(to)s) AS id;
+
+-- accept_invite_for --
+SELECT accept_invite_for(%(user_id)s, %(code)s);
+
+-- grant_default_role --
+-- An individual client: the `user` role, unless they already hold it.
+INSERT INTO user_roles (user_id, role)
+SELECT %(user_id)s, 'user'
+WHERE NOT EXISTS (SELECT 1 FROM user_roles
+                  WHERE user_id = %(user_id)s AND role = 'user' AND revoked_at IS NULL);
+
+-- check_invite --
+-- What sign-up can tell at once about an invite code (acceptance re-checks it all).
+SELECT i.email, i.expires_at <= now() AS expired, i.accepted_at, i.revoked_at,
+       c.is_active AS company_active
+FROM invites i LEFT JOIN companies c ON c.id = i.company_id
+WHERE i.code_hash = invite_code_hash(%(code)s);
+
 -- update_profile --
-UPDATE users SET full_name = %(full_name)s WHERE id = %(user_id)s
-RETURNING id, email, full_name, email_verified_at, created_at;
+SELECT update_my_profile(%(full_name)s);
 
 -- my_memberships --
 SELECT m.company_id, c.name AS company_name, m.session_allocation, m.joined_at, c.is_active
@@ -110,83 +150,11 @@ SELECT document, version, accepted_at FROM terms_acceptances
 WHERE user_id = %(user_id)s ORDER BY accepted_at;
 
 -- accept_terms --
-INSERT INTO terms_acceptances (user_id, document, version, ip, user_agent)
-VALUES (%(user_id)s, %(document)s, %(version)s, %(ip)s, %(user_agent)s)
-ON CONFLICT ON CONSTRAINT terms_acceptances_once DO NOTHING;
+SELECT accept_terms(%(document)s, %(version)s);
 
--- insert_company --
-INSERT INTO companies (name, nuit, contact_email, contact_phone, plan, employee_seats, session_pool)
-VALUES (%(name)s, %(nuit)s, %(contact_email)s, %(contact_phone)s, %(plan)s,
-        %(employee_seats)s, %(session_pool)s)
-RETURNING *;
-
--- list_companies --
-SELECT * FROM companies ORDER BY name, id LIMIT %(limit)s OFFSET %(offset)s;
-
--- get_company --
-SELECT * FROM companies WHERE id = %(id)s;
-
--- update_company --
-UPDATE companies SET
-    name = coalesce(%(name)s, name),
-    nuit = coalesce(%(nuit)s, nuit),
-    contact_email = coalesce(%(contact_email)s, contact_email),
-    contact_phone = coalesce(%(contact_phone)s, contact_phone),
-    plan = coalesce(%(plan)s, plan),
-    employee_seats = coalesce(%(employee_seats)s, employee_seats),
-    session_pool = coalesce(%(session_pool)s, session_pool)
-WHERE id = %(id)s
-RETURNING *;
-
--- deactivate_company --
-UPDATE companies SET is_active = false, deactivated_at = coalesce(deactivated_at, now())
-WHERE id = %(id)s
-RETURNING *;
-
--- lock_company_seats --
--- Serializes seat accounting per company (invites, acceptances) for any role.
-SELECT pg_advisory_xact_lock(hashtextextended('company-seats:' || %(company_id)s::text, 0));
-
--- seats_in_use --
--- Active members plus pending invites: a pending invite holds its seat.
-SELECT
-    (SELECT count(*) FROM company_members
-      WHERE company_id = %(company_id)s AND removed_at IS NULL)
-  + (SELECT count(*) FROM invites
-      WHERE company_id = %(company_id)s AND role = 'user' AND accepted_at IS NULL
-        AND revoked_at IS NULL AND expires_at > now()) AS in_use;
-
--- list_members --
-SELECT m.user_id, u.email, u.full_name, m.session_allocation, m.joined_at
-FROM company_members m JOIN users u ON u.id = m.user_id
-WHERE m.company_id = %(company_id)s AND m.removed_at IS NULL
-ORDER BY u.full_name, m.user_id
-LIMIT %(limit)s OFFSET %(offset)s;
-
--- insert_member --
-INSERT INTO company_members (company_id, user_id, session_allocation)
-VALUES (%(company_id)s, %(user_id)s, %(session_allocation)s)
-RETURNING id;
-
--- set_allocation --
-UPDATE company_members SET session_allocation = %(session_allocation)s
-WHERE company_id = %(company_id)s AND user_id = %(user_id)s AND removed_at IS NULL
-RETURNING user_id, session_allocation;
-
--- remove_member --
-UPDATE company_members SET removed_at = now()
-WHERE company_id = %(company_id)s AND user_id = %(user_id)s AND removed_at IS NULL
-RETURNING user_id;
-
--- other_active_memberships --
-SELECT count(*) AS n FROM company_members WHERE user_id = %(user_id)s AND removed_at IS NULL;
-
--- insert_invite --
-INSERT INTO invites (code_hash, role, company_id, email, session_allocation, created_by, expires_at)
-VALUES (%(code_hash)s, %(role)s, %(company_id)s, %(email)s, %(session_allocation)s,
-        %(created_by)s, now() + make_interval(days => %(ttl_days)s))
-RETURNING id, role, company_id, email, session_allocation, created_by, created_at, expires_at,
-          accepted_at, accepted_by, revoked_at;
+-- create_invite --
+SELECT * FROM create_invite(%(code)s, %(role)s, %(company_id)s, %(email)s,
+                            %(session_allocation)s, %(ttl_days)s);
 
 -- list_invites --
 SELECT id, role, company_id, email, session_allocation, created_by, created_at, expires_at,
@@ -197,28 +165,19 @@ ORDER BY created_at DESC, id
 LIMIT %(limit)s OFFSET %(offset)s;
 
 -- revoke_invite --
-UPDATE invites SET revoked_at = now()
-WHERE id = %(id)s AND revoked_at IS NULL AND accepted_at IS NULL
-RETURNING id, role, company_id, email, session_allocation, created_by, created_at, expires_at,
-          accepted_at, accepted_by, revoked_at;
+SELECT * FROM revoke_invite(%(id)s);
 
--- invite_by_id --
-SELECT id, role, company_id, email, session_allocation, created_by, created_at, expires_at,
-       accepted_at, accepted_by, revoked_at
-FROM invites WHERE id = %(id)s;
+-- accept_invite --
+SELECT accept_invite(%(code)s);
 
--- invite_for_acceptance --
-SELECT i.id, i.role, i.company_id, i.email, i.session_allocation, i.expires_at,
-       i.accepted_at, i.revoked_at, c.is_active AS company_active, c.name AS company_name
-FROM invites i LEFT JOIN companies c ON c.id = i.company_id
-WHERE i.code_hash = %(code_hash)s
-FOR UPDATE OF i;
+-- grant_role --
+SELECT grant_role(%(user_id)s, %(role)s, %(company_id)s);
 
--- mark_invite_accepted --
-UPDATE invites SET accepted_at = now(), accepted_by = %(user_id)s WHERE id = %(id)s;
+-- revoke_role --
+SELECT revoke_role(%(user_id)s, %(role)s);
 
 -- bootstrap_admin --
--- Create or promote: an existing account keeps its password unless none is set.
+-- Create or promote: an existing account gets this password and a verified address.
 INSERT INTO users (email, password_hash, full_name, email_verified_at)
 VALUES (%(email)s, %(password_hash)s, %(full_name)s, now())
 ON CONFLICT ON CONSTRAINT users_email_key
@@ -226,6 +185,8 @@ DO UPDATE SET password_hash = EXCLUDED.password_hash,
               email_verified_at = coalesce(users.email_verified_at, now())
 RETURNING id;
 
--- privileges --
--- What the caller may administer, read from user_roles (not from the token).
-SELECT auth.is_admin() AS admin, auth.hr_company_ids() AS hr;
+-- bootstrap_admin_role --
+INSERT INTO user_roles (user_id, role)
+SELECT %(user_id)s, 'admin'
+WHERE NOT EXISTS (SELECT 1 FROM user_roles
+                  WHERE user_id = %(user_id)s AND role = 'admin' AND revoked_at IS NULL);

@@ -6,28 +6,25 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, EmailStr, Field, StringConstraints
+
+from melhor_saude.schemas import Strict, StrictInt
 
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Token = Annotated[str, StringConstraints(min_length=10, max_length=200)]
-
-
-class Strict(BaseModel):
-    """Bodies refuse unknown fields: a client cannot slip in `role` or `is_admin`."""
-
-    model_config = ConfigDict(extra="forbid")
+Email = Annotated[EmailStr, Field(max_length=254)]
 
 
 class SignupIn(Strict):
-    email: EmailStr = Field(max_length=254)
+    email: Email
     password: Password
     full_name: Name
     invite_code: Token | None = None
 
 
 class LoginIn(Strict):
-    email: EmailStr = Field(max_length=254)
+    email: Email
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
@@ -39,8 +36,8 @@ class RefreshIn(Strict):
     refresh_token: Token
 
 
-class ResetRequestIn(Strict):
-    email: EmailStr = Field(max_length=254)
+class EmailIn(Strict):
+    email: Email
 
 
 class ResetConfirmIn(Strict):
@@ -94,63 +91,14 @@ class MeUpdateIn(Strict):
 
 class TermsIn(Strict):
     document: Literal["terms", "privacy"]
-    version: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
-
-
-Nuit = Annotated[str, StringConstraints(pattern=r"^[0-9]{9}$")]
-
-
-class CompanyIn(Strict):
-    name: Name
-    nuit: Nuit | None = None
-    contact_email: EmailStr | None = None
-    contact_phone: Annotated[str, StringConstraints(max_length=40)] | None = None
-    plan: Annotated[str, StringConstraints(min_length=1, max_length=40)] = "standard"
-    employee_seats: int = Field(ge=0, le=1_000_000)
-    session_pool: int = Field(default=0, ge=0, le=100_000_000)
-
-
-class CompanyUpdateIn(Strict):
-    name: Name | None = None
-    nuit: Nuit | None = None
-    contact_email: EmailStr | None = None
-    contact_phone: Annotated[str, StringConstraints(max_length=40)] | None = None
-    plan: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
-    employee_seats: int | None = Field(default=None, ge=0, le=1_000_000)
-    session_pool: int | None = Field(default=None, ge=0, le=100_000_000)
-
-
-class CompanyOut(BaseModel):
-    id: UUID
-    name: str
-    nuit: str | None
-    contact_email: str | None
-    contact_phone: str | None
-    plan: str
-    employee_seats: int
-    session_pool: int
-    is_active: bool
-    deactivated_at: datetime | None
-    created_at: datetime
-
-
-class MemberOut(BaseModel):
-    user_id: UUID
-    email: str
-    full_name: str
-    session_allocation: int
-    joined_at: datetime
-
-
-class AllocationIn(Strict):
-    session_allocation: int = Field(ge=0, le=10_000)
+    version: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z._-]{1,40}$")]
 
 
 class InviteIn(Strict):
     role: Literal["user", "hr", "specialist"]
     company_id: UUID | None = None
-    email: EmailStr | None = None
-    session_allocation: int = Field(default=0, ge=0, le=10_000)
+    email: Email | None = None
+    session_allocation: StrictInt = Field(default=0, ge=0, le=10_000)
 
 
 class InviteOut(BaseModel):
@@ -175,10 +123,9 @@ class AcceptInviteIn(Strict):
     code: Token
 
 
+Role = Literal["user", "specialist", "hr", "admin"]
+
+
 class RoleGrantIn(Strict):
-    role: Literal["user", "specialist", "hr", "admin"]
+    role: Role
     company_id: UUID | None = None
-
-
-class MessageOut(BaseModel):
-    message: str

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from melhor_saude.notification import service
 from melhor_saude.notification.schemas import (
@@ -16,7 +15,8 @@ from melhor_saude.notification.schemas import (
     PreferenceList,
     PreferenceUpdate,
 )
-from melhor_saude.web import ClientDep, UserDep, UserTxDep
+from melhor_saude.schemas import Instant
+from melhor_saude.web import UserTxDep
 
 router = APIRouter(prefix="/v1", tags=["notification"])
 
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["notification"])
 async def list_notifications(
     conn: UserTxDep,
     unread_only: bool = False,
-    before: Annotated[AwareDatetime | None, Query()] = None,
+    before: Annotated[Instant | None, Query()] = None,
     before_id: Annotated[uuid.UUID | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> NotificationList:
@@ -53,21 +53,16 @@ async def get_preferences(conn: UserTxDep) -> PreferenceList:
 
 
 @router.put("/notifications/preferences")
-async def update_preferences(
-    body: PreferenceUpdate, conn: UserTxDep, caller: UserDep, client: ClientDep
-) -> PreferenceList:
+async def update_preferences(body: PreferenceUpdate, conn: UserTxDep) -> PreferenceList:
     """Turn events on or off per channel; returns all your preferences."""
     rows = await service.update_preferences(
-        conn,
-        caller,
-        [(p.event, p.channel, p.enabled) for p in body.preferences],
-        client,
+        conn, [(p.event, p.channel, p.enabled) for p in body.preferences]
     )
     return PreferenceList(preferences=[Preference.model_validate(row) for row in rows])
 
 
 @router.post("/notifications/{notification_id}/read")
-async def mark_read(notification_id: uuid.UUID, conn: UserTxDep, caller: UserDep) -> Notification:
+async def mark_read(notification_id: uuid.UUID, conn: UserTxDep) -> Notification:
     """Mark one of your notifications read (idempotent)."""
-    row = await service.mark_read(conn, caller, str(notification_id))
+    row = await service.mark_read(conn, str(notification_id))
     return Notification.model_validate(row)

@@ -19,19 +19,21 @@ import asyncio
 import contextlib
 import logging
 import smtplib
-from typing import Literal
+from typing import Any, Literal
 
 from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import SERVICE, transaction
+from melhor_saude.context import SERVICE
+from melhor_saude.db import Conn, transaction
 from melhor_saude.notification import service
 from melhor_saude.notification.mailer import build_message, send
+from melhor_saude.notification.templates import RESOLVED_AT_DELIVERY, RenderedEmail, render
 from melhor_saude.observability import scrub_text
 from melhor_saude.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["sent", "logged", "retry", "dead"]
+Outcome = Literal["sent", "logged", "dropped", "retry", "dead"]
 
 # Backoff between attempts of one email: 30 s, 1 min, 2 min, ... capped at 1 h.
 RETRY_BASE_SECONDS = 30
@@ -68,6 +70,27 @@ def describe(exc: BaseException) -> str:
     return scrub_text(f"{type(exc).__name__}: {exc}")[:1000]
 
 
+async def _contents(conn: Conn, settings: Settings, row: dict[str, Any]) -> RenderedEmail | None:
+    """What the email says: as stored (emails queued before 0014), else rendered now from
+    its template and facts, resolving an address to its account (None: nothing to send)."""
+    if row["subject"] is not None:
+        return RenderedEmail(subject=row["subject"], body_text=row["body_text"])
+    params = dict(row["params"])
+    if row["template"] in RESOLVED_AT_DELIVERY and set(params) == {"email"}:
+        ttl = (
+            settings.password_reset_ttl_minutes
+            if row["template"] == "password_reset"
+            else settings.email_token_ttl_hours * 60
+        )
+        resolved = await service.resolve_account_email(
+            conn, template=row["template"], email=params["email"], ttl_minutes=ttl
+        )
+        if resolved is None:
+            return None
+        params = resolved
+    return render(row["template"], params, settings.public_base_url)
+
+
 async def deliver_next(pool: AsyncConnectionPool, settings: Settings) -> Outcome | None:
     """Attempt the next due email; return what happened, or None when nothing is due."""
     async with transaction(pool, SERVICE) as conn:
@@ -76,23 +99,34 @@ async def deliver_next(pool: AsyncConnectionPool, settings: Settings) -> Outcome
             return None
         email_id = str(row["id"])
         attempts = int(row["attempts"]) + 1
-        if not settings.smtp_host and settings.is_development:
-            # Development: print the email so a newcomer can follow the link in it.
-            log.info(
-                "email not sent (no MS_SMTP_HOST); it would read:\nTo: %s\nSubject: %s\n\n%s",
-                row["to_address"],
-                row["subject"],
-                row["body_text"],
-            )
-            await service.email_sent(conn, email_id, attempts=attempts)
-            return "logged"
         try:
+            async with conn.transaction():  # a savepoint: a failure here is one attempt
+                contents = await _contents(conn, settings, row)
+            if contents is None:
+                await service.email_dropped(conn, email_id)
+                return "dropped"
+            if not settings.smtp_host and settings.is_development:
+                # Development: print the email so a newcomer can follow the link in it.
+                log.info(
+                    "email not sent (no MS_SMTP_HOST); it would read:\nTo: %s\nSubject: %s\n\n%s",
+                    row["to_address"],
+                    contents.subject,
+                    contents.body_text,
+                )
+                await service.email_sent(
+                    conn,
+                    email_id,
+                    attempts=attempts,
+                    subject=contents.subject,
+                    body_text=contents.body_text,
+                )
+                return "logged"
             message = build_message(
                 settings,
                 email_id=email_id,
                 to=row["to_address"],
-                subject=row["subject"],
-                body=row["body_text"],
+                subject=contents.subject,
+                body=contents.body_text,
             )
             if not settings.smtp_host:
                 # Outside development an email is never logged (it carries tokens):
@@ -114,7 +148,13 @@ async def deliver_next(pool: AsyncConnectionPool, settings: Settings) -> Outcome
                 "email %s attempt %d failed, next in %d s: %s", email_id, attempts, delay, error
             )
             return "retry"
-        await service.email_sent(conn, email_id, attempts=attempts)
+        await service.email_sent(
+            conn,
+            email_id,
+            attempts=attempts,
+            subject=contents.subject,
+            body_text=contents.body_text,
+        )
         return "sent"
 
 

@@ -1,15 +1,14 @@
 -- Notification queries: the email outbox, in-app notifications, preferences.
 
--- insert_email --
--- Queue one email in the caller's transaction; the worker's delivery loop sends it.
--- No RETURNING: anon and authenticated may insert outbox rows but never read them.
-INSERT INTO email_outbox (id, user_id, to_address, template, subject, body_text)
-VALUES (%(id)s, %(user_id)s, %(to_address)s, %(template)s, %(subject)s, %(body_text)s);
+-- queue_email --
+-- Queue one email in the caller's transaction (the service's paths; the database's
+-- own functions call queue_email() themselves); the worker renders and sends it.
+SELECT queue_email(%(user_id)s, %(template)s, %(params)s, %(event)s, %(to)s) AS id;
 
 -- claim_due_email --
 -- The next email due for an attempt, locked for this delivery; rows another
 -- delivery holds right now are skipped, so concurrent workers never share one.
-SELECT id, to_address, subject, body_text, attempts
+SELECT id, user_id, to_address, template, params, subject, body_text, attempts
 FROM email_outbox
 WHERE status = 'pending' AND next_attempt_at <= now()
 ORDER BY next_attempt_at
@@ -17,9 +16,18 @@ LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
 -- mark_email_sent --
+-- What was sent is kept (rendered at delivery).
 UPDATE email_outbox
-SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL
+SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL,
+    subject = %(subject)s, body_text = %(body_text)s
 WHERE id = %(id)s AND status = 'pending';
+
+-- mark_email_dropped --
+-- Nothing to send after all (e.g. a reset for an address without an account).
+UPDATE email_outbox SET status = 'dropped' WHERE id = %(id)s AND status = 'pending';
+
+-- resolve_account_email --
+SELECT resolve_account_email(%(template)s, %(email)s, %(ttl_minutes)s) AS params;
 
 -- mark_email_failed --
 -- One failed attempt; the email is due again after `delay_seconds`.
@@ -64,18 +72,12 @@ WHERE user_id = auth.uid() AND read_at IS NULL;
 
 -- mark_read --
 -- Idempotent: the first read time is kept.
-UPDATE notifications
-SET read_at = coalesce(read_at, now())
-WHERE id = %(id)s
-RETURNING id, event, title, body, data, created_at, read_at;
+SELECT id, event, title, body, data, created_at, read_at FROM mark_notification_read(%(id)s);
 
 -- list_preferences --
 SELECT event, channel, enabled
 FROM notification_preferences
 WHERE user_id = auth.uid();
 
--- upsert_preference --
-INSERT INTO notification_preferences (user_id, event, channel, enabled)
-VALUES (auth.uid(), %(event)s, %(channel)s, %(enabled)s)
-ON CONFLICT (user_id, event, channel)
-DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now();
+-- set_preferences --
+SELECT set_notification_preferences(%(changes)s);

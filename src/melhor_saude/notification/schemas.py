@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from melhor_saude.schemas import Strict, StrictBool
 
 
 class Notification(BaseModel):
@@ -28,27 +30,21 @@ class NotificationList(BaseModel):
     unread_count: int
 
 
-class Preference(BaseModel):
+class Preference(Strict):
     """Whether an event is delivered on a channel."""
-
-    model_config = ConfigDict(extra="forbid")
 
     event: str = Field(min_length=1, max_length=64)
     channel: Literal["email", "in_app"]
-    enabled: bool
+    enabled: StrictBool
 
 
 class PreferenceList(BaseModel):
     """Every event x channel (missing ones default to enabled)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     preferences: list[Preference]
 
 
-class PreferenceUpdate(BaseModel):
+class PreferenceUpdate(Strict):
     """The preferences to change; others keep their value."""
-
-    model_config = ConfigDict(extra="forbid")
 
     preferences: list[Preference] = Field(min_length=1, max_length=100)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime
 from typing import Any, Literal
 
 from melhor_saude import errors
 from melhor_saude.compliance import audit
-from melhor_saude.db import Caller, Conn
+from melhor_saude.db import Conn
 from melhor_saude.notification import repository
-from melhor_saude.notification.templates import render
-from melhor_saude.web import ClientInfo
+from melhor_saude.notification.templates import RESOLVED_AT_DELIVERY, render
 
 Channel = Literal["email", "in_app"]
 CHANNELS: tuple[Channel, ...] = ("email", "in_app")
@@ -30,6 +28,7 @@ EVENTS: tuple[str, ...] = (
     "package_purchased",
     "package_expiring",
     "recording_available",
+    "session_note_shared",
 )
 
 
@@ -48,33 +47,28 @@ class UnknownEvent(errors.InvalidRequest):
 async def enqueue_email(
     conn: Conn,
     *,
-    to: str,
+    to: str | None,
     template: str,
     params: dict[str, Any],
     user_id: str | None = None,
-) -> str:
-    """Render a pt-PT email and queue it in the caller's transaction; return the outbox id.
+    event: str | None = None,
+) -> str | None:
+    """Queue a pt-PT email in the caller's transaction; return the outbox id.
 
-    Works as anon, authenticated or the service role. The workers' delivery loops
-    send outbox rows (`notification.delivery`), so the email goes out only if this
-    transaction commits.
+    The server's own paths only (the service role): API callers reach the outbox
+    solely through the database functions that make each change. The worker renders
+    the text when it sends, so the email goes out only if this transaction commits.
+    With `event`, the recipient's email preference is honoured (None: not queued).
     An unknown template or a missing parameter raises ValueError (a bug).
     """
-    rendered = render(template, params)
-    address = to.strip()
-    if not _ADDRESS.fullmatch(address):
+    if not (template in RESOLVED_AT_DELIVERY and set(params) == {"email"}):
+        render(template, params, "https://validation.invalid")  # fails now, not at 3 a.m.
+    address = to.strip() if to is not None else None
+    if address is not None and not _ADDRESS.fullmatch(address):
         raise ValueError("not a deliverable email address")  # callers validate input first
-    email_id = str(uuid.uuid4())
-    await repository.insert_email(
-        conn,
-        id=email_id,
-        user_id=user_id,
-        to_address=address,
-        template=template,
-        subject=rendered.subject,
-        body_text=rendered.body_text,
+    return await repository.queue_email(
+        conn, user_id=user_id, template=template, params=params, event=event, to=address
     )
-    return email_id
 
 
 async def notify(
@@ -121,19 +115,11 @@ async def list_notifications(
     return items, await repository.count_unread(conn)
 
 
-async def mark_read(conn: Conn, caller: Caller, notification_id: str) -> dict[str, Any]:
+async def mark_read(conn: Conn, notification_id: str) -> dict[str, Any]:
     """Mark one of the caller's notifications read (idempotent); 404 for anyone else's."""
     row = await repository.mark_read(conn, notification_id)
     if row is None:
         raise NotificationNotFound()
-    await audit.record(
-        conn,
-        action="notification.read",
-        actor_id=caller.user_id,
-        actor_role=caller.role,
-        entity_type="notification",
-        entity_id=notification_id,
-    )
     return row
 
 
@@ -151,26 +137,14 @@ async def get_preferences(conn: Conn) -> list[dict[str, Any]]:
 
 
 async def update_preferences(
-    conn: Conn,
-    caller: Caller,
-    changes: list[tuple[str, Channel, bool]],
-    client: ClientInfo | None = None,
+    conn: Conn, changes: list[tuple[str, Channel, bool]]
 ) -> list[dict[str, Any]]:
     """Set some of the caller's preferences; return them all."""
     for event, _, _ in changes:
         if event not in EVENTS:
             raise UnknownEvent(f"Unknown notification event: {event}", event=event)
-    for event, channel, enabled in changes:
-        await repository.upsert_preference(conn, event=event, channel=channel, enabled=enabled)
-    await audit.record(
-        conn,
-        action="notification.preferences_updated",
-        actor_id=caller.user_id,
-        actor_role=caller.role,
-        entity_type="user",
-        entity_id=caller.user_id,
-        new=[{"event": e, "channel": c, "enabled": on} for e, c, on in changes],
-        client=client,
+    await repository.set_preferences(
+        conn, [{"event": e, "channel": c, "enabled": on} for e, c, on in changes]
     )
     return await get_preferences(conn)
 
@@ -183,9 +157,11 @@ async def claim_due_email(conn: Conn) -> dict[str, Any] | None:
     return await repository.claim_due_email(conn)
 
 
-async def email_sent(conn: Conn, email_id: str, *, attempts: int) -> None:
-    """Record a delivered email."""
-    await repository.mark_email_sent(conn, email_id)
+async def email_sent(
+    conn: Conn, email_id: str, *, attempts: int, subject: str, body_text: str
+) -> None:
+    """Record a delivered email and what it said."""
+    await repository.mark_email_sent(conn, email_id, subject=subject, body_text=body_text)
     await audit.record(
         conn,
         action="email.sent",
@@ -194,6 +170,21 @@ async def email_sent(conn: Conn, email_id: str, *, attempts: int) -> None:
         entity_type="email_outbox",
         entity_id=email_id,
         details={"attempts": attempts},
+    )
+
+
+async def email_dropped(conn: Conn, email_id: str) -> None:
+    """Record an email that had nothing to send (no account behind the address)."""
+    await repository.mark_email_dropped(conn, email_id)
+
+
+async def resolve_account_email(
+    conn: Conn, *, template: str, email: str, ttl_minutes: int
+) -> dict[str, Any] | None:
+    """Params for a link-bearing email queued by address: the account's name and a fresh
+    single-use token, or None when the address has no such account."""
+    return await repository.resolve_account_email(
+        conn, template=template, email=email, ttl_minutes=ttl_minutes
     )
 
 

@@ -1,13 +1,19 @@
 """Email templates in European Portuguese: a subject and a plain-text body each.
 
-`string.Template` placeholders (`$name`); every placeholder must be given.
+An outbox row holds a template's name and the facts it needs (names, an instant and
+a timezone, a token); the worker renders the text when it sends. Links are built
+here from the configured public address, so nothing a caller stores decides where
+an email's links point. `string.Template` placeholders (`$name`); every placeholder
+must be given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from string import Template
 from typing import Any
+from zoneinfo import ZoneInfo
 
 _SIGNATURE = (
     "\n\n—\nMelhor Saúde\nEsta mensagem foi enviada automaticamente; por favor não responda.\n"
@@ -36,6 +42,16 @@ TEMPLATES: dict[str, EmailTemplate] = {
             "Obrigado por se registar na Melhor Saúde. Para confirmar o seu endereço de email, "
             "abra a seguinte ligação:\n\n$link\n\n"
             "Se não criou esta conta, pode ignorar esta mensagem."
+        ),
+    ),
+    "account_exists": EmailTemplate(
+        Template("Já tem uma conta na Melhor Saúde"),
+        Template(
+            "Olá $name,\n\n"
+            "Alguém pediu para criar uma conta na Melhor Saúde com este endereço, que já tem "
+            "uma conta. Se foi você, entre com a sua palavra-passe ou peça uma nova em:\n\n"
+            "$link\n\n"
+            "Se não foi você, pode ignorar esta mensagem: nada mudou na sua conta."
         ),
     ),
     "password_reset": EmailTemplate(
@@ -78,18 +94,49 @@ TEMPLATES: dict[str, EmailTemplate] = {
     ),
 }
 
+# Where each link-bearing template's link points, below the public address.
+_LINKS = {
+    "verify_email": ("verificar-email", "token"),
+    "password_reset": ("redefinir-senha", "token"),
+    "invite": ("convite", "code"),
+}
+# Templates queued for an address before anyone knows whether it has an account: the
+# worker resolves them (finds the account, makes the link) when it sends.
+RESOLVED_AT_DELIVERY = frozenset({"verify_email", "password_reset"})
+
+
+def local_time(instant: str | datetime, timezone: str) -> str:
+    """An instant as a person reads it in their zone: `05/12/2026 18:00 (WET)`."""
+    value = datetime.fromisoformat(instant) if isinstance(instant, str) else instant
+    local = value.astimezone(ZoneInfo(timezone))
+    return local.strftime("%d/%m/%Y %H:%M (%Z)")
+
+
+def _derived(template: str, params: dict[str, Any], public_base_url: str) -> dict[str, str]:
+    # Links are built here, never taken from what was stored.
+    values = {key: str(value) for key, value in params.items() if key != "link"}
+    if "starts_at" in params and "timezone" in params:
+        values["starts_at_local"] = local_time(params["starts_at"], str(params["timezone"]))
+    if template in _LINKS:
+        path, key = _LINKS[template]
+        if key in params:
+            values["link"] = f"{public_base_url.rstrip('/')}/{path}?{key}={params[key]}"
+    if template == "account_exists":
+        values["link"] = f"{public_base_url.rstrip('/')}/entrar"
+    return values
+
 
 def _one_line(value: str) -> str:
     # A header must stay one line: a CR/LF in a parameter would let it inject headers.
     return " ".join(value.split())
 
 
-def render(template: str, params: dict[str, Any]) -> RenderedEmail:
-    """Render `template` with `params`; an unknown template or a missing parameter is a bug."""
+def render(template: str, params: dict[str, Any], public_base_url: str) -> RenderedEmail:
+    """Render `template`; an unknown template or a missing parameter is a bug (ValueError)."""
     spec = TEMPLATES.get(template)
     if spec is None:
         raise ValueError(f"unknown email template {template!r}")
-    values = {key: str(value) for key, value in params.items()}
+    values = _derived(template, params, public_base_url)
     try:
         subject = spec.subject.substitute(values)
         body = spec.body.substitute(values)

@@ -7,8 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from melhor_saude.schemas import Limit, Offset
 from melhor_saude.specialist import schemas, service
-from melhor_saude.web import ClientDep, UserDep, UserTxDep
+from melhor_saude.web import UserTxDep, responses
 
 router = APIRouter(prefix="/v1", tags=["specialists"])
 PillarQuery = Annotated[schemas.Pillar | None, Query()]
@@ -19,8 +20,8 @@ async def list_specialists(
     conn: UserTxDep,
     pillar: PillarQuery = None,
     language: Annotated[str | None, Query(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[schemas.SpecialistOut]:
     """Active specialists, filterable by pillar and language."""
     return await service.list_specialists(
@@ -31,19 +32,15 @@ async def list_specialists(
 @router.get("/specialists/{specialist_id}")
 async def get_specialist(specialist_id: UUID, conn: UserTxDep) -> schemas.SpecialistOut:
     """One specialist's public profile."""
-    return schemas.SpecialistOut(**await service.get(conn, str(specialist_id)))
+    return await service.get_profile(conn, str(specialist_id))
 
 
 @router.patch("/specialists/{specialist_id}")
 async def update_specialist(
-    specialist_id: UUID,
-    body: schemas.SpecialistUpdateIn,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
+    specialist_id: UUID, body: schemas.SpecialistUpdateIn, conn: UserTxDep
 ) -> schemas.SpecialistOut:
-    """Edit a profile (the specialist or an admin)."""
-    return await service.update(conn, caller, str(specialist_id), body, client)
+    """Edit a profile (the specialist or an admin; only an admin re-activates)."""
+    return await service.update_specialist(conn, str(specialist_id), body)
 
 
 @router.get("/specialists/{specialist_id}/hours")
@@ -54,14 +51,10 @@ async def get_hours(specialist_id: UUID, conn: UserTxDep) -> list[schemas.Weekly
 
 @router.put("/specialists/{specialist_id}/hours")
 async def put_hours(
-    specialist_id: UUID,
-    body: schemas.WeeklyHoursIn,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
+    specialist_id: UUID, body: schemas.WeeklyHoursIn, conn: UserTxDep
 ) -> list[schemas.WeeklyHoursItem]:
     """Replace the whole weekly schedule."""
-    return await service.replace_weekly_hours(conn, caller, str(specialist_id), body, client)
+    return await service.replace_weekly_hours(conn, str(specialist_id), body)
 
 
 @router.get("/specialists/{specialist_id}/rates")
@@ -70,16 +63,10 @@ async def get_rates(specialist_id: UUID, conn: UserTxDep) -> list[schemas.RateOu
     return await service.list_rates(conn, str(specialist_id))
 
 
-@router.post("/specialists/{specialist_id}/rates", status_code=201)
-async def add_rate(
-    specialist_id: UUID,
-    body: schemas.RateIn,
-    caller: UserDep,
-    conn: UserTxDep,
-    client: ClientDep,
-) -> schemas.RateOut:
-    """Add a rate (one in force per specialist and session type on any day)."""
-    return await service.add_rate(conn, caller, str(specialist_id), body, client)
+@router.post("/specialists/{specialist_id}/rates", status_code=201, responses=responses(409))
+async def add_rate(specialist_id: UUID, body: schemas.RateIn, conn: UserTxDep) -> schemas.RateOut:
+    """Add a rate (one in force per specialist and session type on any day: `RATE_OVERLAP`)."""
+    return await service.add_rate(conn, str(specialist_id), body)
 
 
 @router.get("/session-types")
@@ -92,7 +79,7 @@ async def list_session_types(
 
 @router.post("/session-types", status_code=201)
 async def create_session_type(
-    body: schemas.SessionTypeIn, caller: UserDep, conn: UserTxDep, client: ClientDep
+    body: schemas.SessionTypeIn, conn: UserTxDep
 ) -> schemas.SessionTypeOut:
     """Add a session type (admins)."""
-    return await service.create_session_type(conn, caller, body, client)
+    return await service.create_session_type(conn, body)

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, time
-from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from melhor_saude.schemas import Day, LocalTime, Money, Strict, StrictBool, StrictInt
 
 Pillar = Literal[
     "saude_mental", "bem_estar_fisico", "assistencia_financeira", "assistencia_juridica"
 ]
 Mode = Literal["virtual", "phone", "in_person"]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 _ZONES = available_timezones()
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SpecialistOut(BaseModel):
@@ -46,12 +43,14 @@ class SpecialistUpdateIn(Strict):
     pillars: Annotated[list[Pillar], Field(min_length=1, max_length=4)] | None = None
     languages: Annotated[list[Language], Field(min_length=1, max_length=10)] | None = None
     timezone: str | None = None
-    default_duration_minutes: int | None = Field(default=None, ge=15, le=240)
-    buffer_minutes: int | None = Field(default=None, ge=0, le=120)
-    min_notice_minutes: int | None = Field(default=None, ge=0, le=20160)
-    horizon_days: int | None = Field(default=None, ge=1, le=365)
+    default_duration_minutes: StrictInt | None = Field(default=None, ge=15, le=240)
+    buffer_minutes: StrictInt | None = Field(default=None, ge=0, le=120)
+    min_notice_minutes: StrictInt | None = Field(default=None, ge=0, le=20160)
+    horizon_days: StrictInt | None = Field(default=None, ge=1, le=365)
     modes: Annotated[list[Mode], Field(min_length=1, max_length=3)] | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = Field(
+        default=None, description="A specialist may pause themselves; only admins activate."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -62,9 +61,9 @@ class SpecialistUpdateIn(Strict):
 
 
 class WeeklyHoursItem(Strict):
-    weekday: int = Field(ge=1, le=7, description="ISO weekday, 1 = Monday")
-    start_time: time
-    end_time: time
+    weekday: StrictInt = Field(ge=1, le=7, description="ISO weekday, 1 = Monday")
+    start_time: LocalTime
+    end_time: LocalTime
 
 
 class WeeklyHoursIn(Strict):
@@ -74,7 +73,7 @@ class WeeklyHoursIn(Strict):
 class SessionTypeIn(Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
     pillar: Pillar
-    default_duration_minutes: int = Field(default=60, ge=15, le=240)
+    default_duration_minutes: StrictInt = Field(default=60, ge=15, le=240)
 
 
 class SessionTypeOut(BaseModel):
@@ -87,17 +86,17 @@ class SessionTypeOut(BaseModel):
 
 class RateIn(Strict):
     session_type_id: UUID | None = None
-    amount: Decimal = Field(ge=0, le=Decimal("9999999999.99"), decimal_places=2)
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-    effective_from: date
-    effective_to: date | None = None
+    amount: Money
+    currency: Currency
+    effective_from: Day
+    effective_to: Day | None = None
 
 
 class RateOut(BaseModel):
     id: UUID
     specialist_id: UUID
     session_type_id: UUID | None
-    amount: Decimal
+    amount: Money
     currency: str
-    effective_from: date
-    effective_to: date | None
+    effective_from: Day
+    effective_to: Day | None

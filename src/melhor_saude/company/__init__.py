@@ -1,0 +1,1 @@
+"""Client companies: details, seats, the session pool, members and their allocations."""
