@@ -26,6 +26,7 @@ from melhor_saude.migrate import migrate
 from melhor_saude.settings import Settings
 
 from .factories import Factory
+from .helpers import Mailbox
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_JWT_SECRET = "test-secret-for-hs256-at-least-32-bytes!"
@@ -96,6 +97,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database: DatabaseUrls) -
         rate_limit_writes_per_minute=100_000,
         rate_limit_auth_per_minute_per_address=100_000,
         rate_limit_auth_per_minute_per_account=100_000,
+        rate_limit_emails_per_hour_per_account=100_000,
         login_address_free_failures=100_000,
     )
 
@@ -128,3 +130,9 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-un
 def factory(pool: AsyncConnectionPool, settings: Settings) -> Factory:
     """Builds people, companies and tokens directly in the database (as the service)."""
     return Factory(pool, settings)
+
+
+@pytest.fixture
+def mailbox(pool: AsyncConnectionPool, settings: Settings) -> Mailbox:
+    """What the outbox delivered to each address (see `helpers.Mailbox`)."""
+    return Mailbox(pool, settings)

@@ -97,6 +97,11 @@ def register_constraint(name: str, error: type[DomainError]) -> None:
     _CONSTRAINT_ERRORS[name] = error
 
 
+def registered_constraints() -> frozenset[str]:
+    """Names of the constraints (and function refusals) that have a domain error."""
+    return frozenset(_CONSTRAINT_ERRORS)
+
+
 def from_database(exc: psycopg.Error) -> DomainError | None:
     """Translate a database error into a domain error, or None when it is a bug."""
     diag = getattr(exc, "diag", None)

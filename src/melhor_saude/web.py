@@ -14,7 +14,6 @@ import structlog
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -213,25 +212,15 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _dependency_calls(dependant: Any) -> set[Any]:
-    calls = {dependant.call}
-    for sub in dependant.dependencies:
-        calls |= _dependency_calls(sub)
-    return calls
-
-
-def _statuses_of(route: APIRoute) -> set[int]:
-    calls = _dependency_calls(route.dependant)
+def _statuses_of(method: str, operation: dict[str, Any]) -> set[int]:
     statuses = {422, 503}
-    if calls & {get_caller, require_user, require_user_or_service}:
-        statuses.add(401)
-    if calls & {require_user, require_user_or_service}:
-        statuses.add(403)
-    if route.dependant.path_params:
+    if operation.get("security"):
+        statuses |= {401, 403}
+    if any(p.get("in") == "path" for p in operation.get("parameters", [])):
         statuses.add(404)
-    if route.body_field is not None:
+    if "requestBody" in operation:
         statuses.add(413)
-    if (route.methods or set()) & WRITE_METHODS:
+    if method.upper() in WRITE_METHODS:
         statuses.add(429)
     return statuses
 
@@ -239,37 +228,32 @@ def _statuses_of(route: APIRoute) -> set[int]:
 def document_errors(app: FastAPI) -> None:
     """Declare, on every operation, each error status it can answer, with the error body.
 
-    Every route: 422 (a malformed path or query) and 503 (database unreachable).
-    Routes with a caller: 401; signed-in routes: 403; a path parameter: 404; a body:
-    413; writes and sign-in: 429. Routes declare their own 409s and the like with
-    `responses(...)`. (FastAPI's documented way: wrap `app.openapi`.)
+    Every operation: 422 (a malformed path or query) and 503 (database unreachable);
+    with the bearer scheme: 401 and 403; with a path parameter: 404; with a body:
+    413; writes: 429. Routes declare their own 409s and the like with `responses(...)`.
+    (FastAPI's documented way to extend the document: wrap `app.openapi`.)
     """
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
+        if app.openapi_schema is not None and app.openapi_schema.get("x-errors-documented"):
             return app.openapi_schema
         document = generate()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
-                continue
-            operations = document["paths"].get(route.path_format, {})
-            for method in route.methods or ():
-                operation = operations.get(method.lower())
-                if operation is None:
-                    continue
+        for operations in document["paths"].values():
+            for method, operation in operations.items():
                 answers = operation.setdefault("responses", {})
                 # FastAPI's own 422 entry describes its default body, not ours.
                 answers.pop("422", None)
-                for status in sorted(_statuses_of(route)):
+                for status in sorted(_statuses_of(method, operation)):
                     answers.setdefault(
                         str(status), {"description": _STATUS_MEANING[status], "content": error}
                     )
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        document["x-errors-documented"] = True
         app.openapi_schema = document
         return document
 

@@ -12,7 +12,7 @@ import pytest
 from melhor_saude.db import SERVICE, transaction
 
 from ..conftest import TEST_JWT_SECRET
-from .conftest import PASSWORD, new_email, signup_verified
+from ..helpers import PASSWORD, new_email, signup_verified
 
 
 async def test_signup_verify_login_and_me(client, mailbox):

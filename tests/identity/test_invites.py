@@ -6,7 +6,7 @@ import asyncio
 
 from melhor_saude.db import SERVICE, transaction
 
-from .conftest import PASSWORD, new_email, signup_verified
+from ..helpers import PASSWORD, new_email, signup_verified
 
 
 async def _invite(client, who, **body):  # type: ignore[no-untyped-def]

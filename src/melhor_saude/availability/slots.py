@@ -2,7 +2,9 @@
 
 Each local date's available time is built in the specialist's timezone (weekly
 hours plus `is_available` exceptions, minus blocking exceptions), converted to
-UTC at once, and everything after that is absolute time. A 60-minute session is
+UTC at once, and everything after that is absolute time. The database checks a
+requested booking with the same arithmetic (`booking_slot_check`, migration 0017);
+a property test holds the two equal. A 60-minute session is
 60 real minutes, and 18:00 in Lisbon stays 18:00 local on both sides of a DST
 change because the wall-clock time is converted per date.
 
@@ -53,8 +55,18 @@ class Slot:
 
 @lru_cache(maxsize=1 << 16)
 def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """A wall-clock time on a local date, as UTC; read as PostgreSQL's AT TIME ZONE reads
+    it, so the database's slot check agrees: a time skipped by a DST change takes the
+    offset before the change (02:30 on a spring-forward night is 03:30 local), and a
+    time that happens twice is its second occurrence (standard time)."""
     # Memoised: pure, and every calendar asks for the same few wall-clock times.
-    return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
+    first = datetime.combine(day, at, tzinfo=tz)
+    second = first.replace(fold=1)
+    if first.utcoffset() != second.utcoffset() and (
+        first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == first.replace(tzinfo=None)
+    ):
+        return second.astimezone(UTC)  # repeated: both readings exist
+    return first.astimezone(UTC)
 
 
 def _day_bounds(day: date, tz: ZoneInfo) -> Interval:

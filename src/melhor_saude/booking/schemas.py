@@ -37,7 +37,7 @@ class TransitionIn(Strict):
 
 class MeetingUrlIn(Strict):
     meeting_url: (
-        Annotated[str, StringConstraints(pattern=r"^https://[^\s/?#]+[^\s]{0,480}$")] | None
+        Annotated[str, StringConstraints(max_length=500, pattern=r"^https://[^\s/?#]+\S*$")] | None
     ) = Field(description="An https link, or null to clear it")
 
 

@@ -1,19 +1,68 @@
-"""Helpers for identity tests: read what the outbox emailed, as a person reads their inbox."""
+"""Helpers shared by test modules (fixtures stay in conftest.py)."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.context import SERVICE
+from melhor_saude.context import SERVICE, Caller
 from melhor_saude.db import transaction
 from melhor_saude.notification.delivery import deliver_due
 from melhor_saude.settings import Settings
+
+from .factories import Person
+
+
+def slot(days: int = 3, hour: int = 10, minute: int = 0) -> datetime:
+    """An instant on the default specialist's hourly grid, `days` from today (UTC)."""
+    day = datetime.now(UTC).date() + timedelta(days=days)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+
+def iso(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+def day(days: int) -> str:
+    """Today plus `days`, as YYYY-MM-DD."""
+    return (datetime.now(UTC).date() + timedelta(days=days)).isoformat()
+
+
+async def book(
+    client: httpx.AsyncClient, who: Person, specialist: Person, at: datetime, **extra: Any
+) -> httpx.Response:
+    """POST /v1/bookings as `who`."""
+    body = {"specialist_id": specialist.id, "starts_at": iso(at), **extra}
+    return await client.post("/v1/bookings", json=body, headers=who.headers)
+
+
+async def sql_refusal(
+    pool: AsyncConnectionPool, caller: Caller, sql: str, params: Any = None
+) -> psycopg.Error | None:
+    """Run one statement as `caller` in a transaction of its own; the database's refusal,
+    or None when it was accepted (and committed)."""
+    try:
+        async with transaction(pool, caller) as conn:
+            await conn.execute(sql, params)
+    except psycopg.Error as exc:
+        return exc
+    return None
+
+
+async def service_row(pool: AsyncConnectionPool, sql: str, params: Any = None) -> dict[str, Any]:
+    """One row read as the service (tests look behind row-level security)."""
+    async with transaction(pool, SERVICE) as conn:
+        cur = await conn.execute(sql, params)
+        row = await cur.fetchone()
+    assert row is not None, sql
+    return row
+
 
 PASSWORD = "correct horse battery"
 
@@ -55,11 +104,6 @@ class Mailbox:
             )
             row = await cur.fetchone()
         return int(row["n"]) if row else 0
-
-
-@pytest.fixture
-def mailbox(pool: AsyncConnectionPool, settings: Settings) -> Mailbox:
-    return Mailbox(pool, settings)
 
 
 def new_email() -> str:
