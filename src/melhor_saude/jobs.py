@@ -60,6 +60,7 @@ def task_modules() -> list[str]:
     return [
         "melhor_saude.booking.tasks",
         "melhor_saude.availability.tasks",
+        "melhor_saude.identity.tasks",
     ]
 
 

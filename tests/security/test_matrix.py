@@ -19,6 +19,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -407,3 +408,22 @@ def test_the_functions_the_api_roles_may_call(world: World) -> None:
     for role, name in rows:
         callable_by[role].add(name)
     assert callable_by == EXPECTED_FUNCTIONS
+
+
+def render_select_table() -> str:
+    """The select half of the matrix as docs/security.md prints it."""
+    rows = [
+        "| table | " + " | ".join(PERSONAS) + " |",
+        "|---|" + "---|" * len(PERSONAS),
+    ]
+    for table in sorted(EXPECTED_SELECT):
+        seen = (EXPECTED_SELECT[table][p] for p in PERSONAS)
+        rows.append(
+            f"| `{table}` | " + " | ".join("—" if n is None else str(n) for n in seen) + " |"
+        )
+    return "\n".join(rows)
+
+
+def test_docs_print_the_matrix_this_test_checks() -> None:
+    document = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    assert render_select_table() in document

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -19,7 +20,7 @@ from melhor_saude.db import DatabaseUrls
 from melhor_saude.settings import Settings
 
 from ..conftest import TEST_JWT_SECRET
-from ..helpers import new_email
+from ..helpers import new_email, service_row
 
 
 def _limited_client(app: FastAPI, ip: str = "192.0.2.10") -> httpx.AsyncClient:
@@ -89,8 +90,6 @@ async def test_reset_emails_to_one_address_are_limited_per_hour(strict_app, pool
             r = await client.post("/v1/auth/password-reset/request", json={"email": email})
             codes.append(r.status_code)
     assert codes == [202, 202, 429]  # whatever the client, two emails an hour per address
-    from ..helpers import service_row
-
     queued = await service_row(
         pool, "SELECT count(*) AS n FROM email_outbox WHERE to_address = %s", (email,)
     )
@@ -160,3 +159,29 @@ async def test_two_api_processes_share_one_limit(two_api_processes, factory):
             )
             codes.append(r.status_code)
     assert codes == [200, 200, 200, 200, 429, 429]
+
+
+async def test_the_hourly_purge_drops_idle_counters(pool, settings, database):
+    from melhor_saude import jobs
+    from melhor_saude.identity.tasks import purge_rate_limits
+
+    with psycopg.connect(database.admin) as owner:  # only rate_limit_hit() writes it
+        owner.execute(
+            "INSERT INTO rate_limits (key, window_start, hits) VALUES"
+            " ('write:stale', now() - interval '2 days', 3), ('write:fresh', now(), 1)"
+        )
+        owner.execute(
+            "INSERT INTO auth_throttle (key, window_started_at) VALUES"
+            " ('login:ip:stale', now() - interval '2 days')"
+        )
+    jobs.set_runtime(jobs.JobRuntime(pool=pool, settings=settings))
+    try:
+        assert await purge_rate_limits(timestamp=0) >= 2
+    finally:
+        jobs.set_runtime(None)
+    with psycopg.connect(database.admin) as owner:
+        left = owner.execute(
+            "SELECT (SELECT count(*) FROM rate_limits WHERE key IN ('write:stale', 'write:fresh')),"
+            " (SELECT count(*) FROM auth_throttle WHERE key = 'login:ip:stale')"
+        ).fetchone()
+    assert left == (1, 0)

@@ -51,7 +51,7 @@ async def resend_verification(body: schemas.EmailIn, conn: ServiceTxDep) -> Mess
     return MessageOut(message=SIGNUP_ANSWER)
 
 
-@router.post("/auth/login", tags=["auth"], responses=responses(429))
+@router.post("/auth/login", tags=["auth"], responses=responses(401, 403))
 async def log_in(
     body: schemas.LoginIn,
     pool: PoolDep,
@@ -64,7 +64,7 @@ async def log_in(
     return await accounts.log_in(pool, settings, body, client, limits)
 
 
-@router.post("/auth/refresh", tags=["auth"])
+@router.post("/auth/refresh", tags=["auth"], responses=responses(401, 403))
 async def refresh(
     body: schemas.RefreshIn,
     pool: PoolDep,

@@ -190,3 +190,6 @@ INSERT INTO user_roles (user_id, role)
 SELECT %(user_id)s, 'admin'
 WHERE NOT EXISTS (SELECT 1 FROM user_roles
                   WHERE user_id = %(user_id)s AND role = 'admin' AND revoked_at IS NULL);
+
+-- purge_rate_limits --
+SELECT purge_rate_limits() AS purged;

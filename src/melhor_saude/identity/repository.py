@@ -230,3 +230,8 @@ async def bootstrap_admin(conn: Conn, *, email: str, password_hash: str, full_na
     user_id = str(row["id"])
     await _run(conn, "bootstrap_admin_role", user_id=user_id)
     return user_id
+
+
+async def purge_rate_limits(conn: Conn) -> int:
+    row = await _required(conn, "purge_rate_limits")
+    return int(row["purged"])
