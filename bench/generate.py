@@ -48,7 +48,7 @@ STEPS = [
         "company_members",
         """
         INSERT INTO company_members (company_id, user_id, session_allocation)
-        SELECT c.id, u.id, 100000
+        SELECT c.id, u.id, 10000
         FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM users
               WHERE email LIKE 'emp%%@bench.example') u
         JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM companies

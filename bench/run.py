@@ -122,7 +122,7 @@ def start_api(
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
-        "MS_ENVIRONMENT": "bench",
+        "MS_ENVIRONMENT": "staging",  # not development: no dev secret, no emails logged
         "MS_JWT_SECRET": SECRET,
         "MS_DB_POOL_MAX": str(pool),
         "MS_DB_POOL_MIN": str(pool),
