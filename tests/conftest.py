@@ -9,28 +9,23 @@ the application login role, so row-level security is always in force.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
 from melhor_saude.app import create_app
-from melhor_saude.db import DatabaseUrls, app_url_for, make_pool, start_embedded, with_database
-from melhor_saude.migrate import migrate
+from melhor_saude.db import DatabaseUrls, make_pool, start_embedded
 from melhor_saude.settings import Settings
 
+from .databases import migrated_database
 from .factories import Factory
-from .helpers import Mailbox
+from .helpers import SUPABASE_ISSUER, TEST_JWT_SECRET, Mailbox
 
 REPO = Path(__file__).resolve().parents[1]
-TEST_JWT_SECRET = "test-secret-for-hs256-at-least-32-bytes!"
-SUPABASE_ISSUER = "https://example.supabase.co/auth/v1"
 
 
 @pytest.fixture(scope="session")
@@ -40,40 +35,6 @@ def server_url() -> str:
     if url:
         return url
     return start_embedded(REPO / ".data" / "test-server")
-
-
-def create_database(server_url: str, name: str, template: str | None = None) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("CREATE DATABASE {} {}").format(
-                psycopg.sql.Identifier(name),
-                psycopg.sql.SQL("TEMPLATE {}").format(psycopg.sql.Identifier(template))
-                if template
-                else psycopg.sql.SQL(""),
-            )
-        )
-    return with_database(server_url, name)
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg.sql.Identifier(name)
-            )
-        )
-
-
-@contextmanager
-def migrated_database(server_url: str, prefix: str) -> Iterator[DatabaseUrls]:
-    """A new database built by the real migrations, dropped afterwards."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_database(server_url, name)
-    try:
-        migrate(admin)
-        yield DatabaseUrls(admin=admin, app=app_url_for(admin, "ms_app", None))
-    finally:
-        drop_database(server_url, name)
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +47,7 @@ def database(server_url: str) -> Iterator[DatabaseUrls]:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, database: DatabaseUrls) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         environment="test",
         database_url=database.admin,
         data_dir=tmp_path_factory.mktemp("data"),
@@ -112,7 +73,7 @@ async def pool(database: DatabaseUrls) -> AsyncIterator[AsyncConnectionPool]:
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings, database: DatabaseUrls, pool: AsyncConnectionPool):  # type: ignore[no-untyped-def]
+def app(settings: Settings, database: DatabaseUrls, pool: AsyncConnectionPool):
     application = create_app(settings, urls=database, run_migrations=False)
     application.state.pool = pool
     application.state.urls = database
@@ -120,7 +81,7 @@ def app(settings: Settings, database: DatabaseUrls, pool: AsyncConnectionPool): 
 
 
 @pytest.fixture
-async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c

@@ -12,11 +12,14 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import SERVICE, Caller
-from melhor_saude.db import transaction
+from melhor_saude.db import Conn, transaction
 from melhor_saude.notification.delivery import deliver_due
 from melhor_saude.settings import Settings
 
 from .factories import Person
+
+TEST_JWT_SECRET = "test-secret-for-hs256-at-least-32-bytes!"
+SUPABASE_ISSUER = "https://example.supabase.co/auth/v1"
 
 
 def slot(days: int = 3, hour: int = 10, minute: int = 0) -> datetime:
@@ -130,3 +133,25 @@ async def signup_verified(
     r = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert r.status_code == 200, r.text
     return email, r.json()
+
+
+_INSERT_BOOKING = (
+    "INSERT INTO bookings (user_id, specialist_id, company_id, pillar, starts_at, ends_at,"
+    " blocked_until, price, currency, funding)"
+    " VALUES (%s, %s, %s, 'saude_mental', %s, %s, %s, 0, 'MZN', %s) RETURNING id"
+)
+
+
+async def insert_booking(
+    conn: Conn, user_id: str, specialist_id: str, at: datetime, *, company_id: str | None = None
+) -> str:
+    """A one-hour booking written straight to the table, past the API's checks but through
+    every constraint and trigger; company-funded when `company_id` is given. Its id."""
+    end = at + timedelta(hours=1)
+    funding = "self_pay" if company_id is None else "company_quota"
+    cur = await conn.execute(
+        _INSERT_BOOKING, (user_id, specialist_id, company_id, at, end, end, funding)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row["id"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import create_database, drop_database
+from .databases import create_database, drop_database
 
 CLI = [sys.executable, "-m", "melhor_saude.cli"]
 
@@ -33,7 +33,7 @@ def _env(url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def _run(args: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own console script with fixed arguments
         [*CLI, *args],
         env=env,

@@ -37,7 +37,8 @@ async def test_a_pipelined_read_acts_as_the_caller_and_leaves_nothing_open(
                 "SELECT current_user AS role,"
                 " coalesce(current_setting('request.jwt.claims', true), '') AS claims"
             )
-            assert await cur.fetchone() == {"role": app_role, "claims": ""}
+            settings_left: object = await cur.fetchone()  # a dict: the pool makes dict rows
+            assert settings_left == {"role": app_role, "claims": ""}
             await conn.rollback()
 
         with pytest.raises(psycopg.errors.DivisionByZero):

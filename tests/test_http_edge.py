@@ -6,7 +6,7 @@ import time
 
 import jwt
 
-from .conftest import TEST_JWT_SECRET
+from .helpers import TEST_JWT_SECRET
 
 
 async def test_health_and_ready(client):

@@ -16,7 +16,7 @@ from melhor_saude.migrate import MigrationError, discover, migrate, migrations_d
 from melhor_saude.notification.delivery import deliver_due
 from melhor_saude.settings import Settings
 
-from .conftest import create_database, drop_database
+from .databases import create_database, drop_database
 
 # Tables without personal data: bookkeeping and the job queue (holds ids only).
 NOT_USER_DATA = {"schema_migrations"}
@@ -132,10 +132,12 @@ async def test_emails_queued_before_0012_are_delivered_by_the_loops_after_it(
             shutil.copy(migration, before / migration.name)
     migrate(empty_database, before)
     with psycopg.connect(empty_database) as conn:
-        email_id = conn.execute(
+        inserted = conn.execute(
             "INSERT INTO email_outbox (to_address, template, subject, body_text)"
             " VALUES ('old@example.org', 'verify_email', 'Confirme', 'Olá') RETURNING id"
-        ).fetchone()[0]  # type: ignore[index]
+        ).fetchone()
+        assert inserted is not None
+        email_id = inserted[0]
         jobs = "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'ms:deliver_email'"
         assert conn.execute(jobs).fetchone() == (1,)  # the old trigger deferred it
 

@@ -38,16 +38,22 @@ RESET = "reset-token-in-query-5566"
 SECRETS = [PASSWORD, TOKEN, EMAIL, NOTES, COOKIE, RESET, "ansiedade", "joana.leak"]
 
 
-class _Collector(BaseHTTPRequestHandler):
+class _CollectingServer(ThreadingHTTPServer):
     """A stand-in Sentry ingest endpoint: keeps every envelope it is sent."""
 
-    received: list[bytes]
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Collector)
+        self.received: list[bytes] = []
+
+
+class _Collector(BaseHTTPRequestHandler):
+    server: _CollectingServer
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("content-length", "0")))
         if self.headers.get("content-encoding") == "gzip":
             raw = gzip.decompress(raw)
-        self.server.received.append(raw)  # type: ignore[attr-defined]
+        self.server.received.append(raw)
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.end_headers()
@@ -59,12 +65,11 @@ class _Collector(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def sentry_endpoint() -> Iterator[tuple[str, list[bytes]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    server.received = []  # type: ignore[attr-defined]
+    server = _CollectingServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://public@127.0.0.1:{server.server_address[1]}/1", server.received  # type: ignore[attr-defined]
+        yield f"http://public@127.0.0.1:{server.server_address[1]}/1", server.received
     finally:
         server.shutdown()
         server.server_close()

@@ -16,7 +16,7 @@ from melhor_saude.notification.service import enqueue_email
 from melhor_saude.runner import run_worker
 from melhor_saude.settings import Settings
 
-from .conftest import create_database, drop_database
+from .databases import create_database, drop_database
 
 
 @pytest.fixture(scope="module")

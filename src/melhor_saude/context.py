@@ -1,4 +1,5 @@
-"""Who a unit of work acts for, and where the request came from.
+"""Who a unit of work acts for, where the request came from, and the one context
+object every domain service receives.
 
 The lowest layer beside settings and errors: the database layer, every domain
 service and the HTTP edge import it; it imports none of them.
@@ -7,10 +8,16 @@ service and the HTTP edge import it; it imports none of them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+from melhor_saude.settings import Settings
 
 DbRole = Literal["anon", "authenticated", "service_role"]
 
@@ -57,3 +64,33 @@ class ClientInfo:
 
 
 NO_CLIENT = ClientInfo(ip=None, user_agent=None)
+
+
+def system_clock() -> datetime:
+    """Now, as an aware UTC instant."""
+    return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a domain service needs about the unit of work it runs in: the transaction's
+    connection (acting as `caller`), the settings, the client, and one clock.
+
+    Built by the HTTP edge per request (`web.CtxDep`), by a job for its own
+    transaction, or by a test, which may stop the clock at any instant. Services never
+    commit; whoever made the context does.
+    """
+
+    conn: AsyncConnection[DictRow]
+    caller: Caller
+    settings: Settings
+    now: datetime
+    client: ClientInfo = NO_CLIENT
+
+    @property
+    def user_id(self) -> str:
+        """The signed-in caller's id ('' for the service and anon)."""
+        return self.caller.user_id or ""

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from melhor_saude import errors
-from melhor_saude.context import ANON, SERVICE, Caller, ClientInfo
+from melhor_saude.context import ANON, SERVICE, Caller, ClientInfo, Ctx, system_clock
 from melhor_saude.db import Conn, RateLimit, transaction
 from melhor_saude.identity.tokens import caller_from_token
 from melhor_saude.observability import REQUEST_ID_HEADER, request_id_of
@@ -176,6 +177,33 @@ async def _service_tx(request: Request, limits: AuthLimitsDep) -> AsyncIterator[
         yield conn
 
 
+def clock_of(request: Request) -> datetime:
+    """The app's clock (`app.state.clock`, settable by tests), else the system's."""
+    clock = getattr(request.app.state, "clock", None) or system_clock
+    now: datetime = clock()
+    return now
+
+
+async def _user_ctx(request: Request, caller: UserDep, conn: UserTxDep) -> Ctx:
+    return Ctx(
+        conn=conn,
+        caller=caller,
+        settings=request.app.state.settings,
+        now=clock_of(request),
+        client=client_of(request),
+    )
+
+
+async def _service_ctx(request: Request, conn: ServiceTxDep) -> Ctx:
+    return Ctx(
+        conn=conn,
+        caller=SERVICE,
+        settings=request.app.state.settings,
+        now=clock_of(request),
+        client=client_of(request),
+    )
+
+
 async def get_pool(request: Request) -> AsyncConnectionPool:
     """The application pool, for the few services that own their transactions."""
     pool: AsyncConnectionPool = request.app.state.pool
@@ -190,6 +218,10 @@ UserTxDep = Annotated[Conn, Depends(_user_tx, scope="function")]
 # known; rate-limited per client address and per account.
 ServiceTxDep = Annotated[Conn, Depends(_service_tx, scope="function")]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
+# The per-request context domain services take: the signed-in caller's transaction...
+CtxDep = Annotated[Ctx, Depends(_user_ctx)]
+# ...or the service's, for sign-in paths (rate-limited per address and account).
+ServiceCtxDep = Annotated[Ctx, Depends(_service_ctx)]
 
 
 _STATUS_MEANING = {

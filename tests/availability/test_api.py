@@ -10,14 +10,14 @@ import pytest
 from melhor_saude.availability.schemas import SlotsOut
 from melhor_saude.db import SERVICE, transaction
 
-from ..booking.conftest import iso, slot
+from ..helpers import iso, slot
 
 
 def _day(days: int) -> str:
     return (datetime.now(UTC).date() + timedelta(days=days)).isoformat()
 
 
-async def _slots(client, who, spec, start, end):  # type: ignore[no-untyped-def]
+async def _slots(client, who, spec, start, end):
     return await client.get(
         f"/v1/specialists/{spec.id}/slots", params={"from": start, "to": end}, headers=who.headers
     )
@@ -389,6 +389,7 @@ async def test_the_monthly_index_refresh_job_runs(pool, settings):
             " WHERE indexname = 'specialist_availability_exceptions_future'"
         )
         row = await cur.fetchone()
+    assert row is not None
     assert datetime.now(UTC).date().isoformat() in row["indexdef"]
 
 

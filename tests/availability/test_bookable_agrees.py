@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from melhor_saude.availability.slots import AvailabilityException, WeeklyHours, compute_slots
 from melhor_saude.db import DatabaseUrls
 
-from ..conftest import migrated_database
+from ..databases import migrated_database
 
 ZONES = ["Europe/Lisbon", "Africa/Maputo", "UTC", "America/St_Johns"]
 # Days around Lisbon's (and the EU's) DST changes of 2027, and an ordinary one.
@@ -38,8 +39,19 @@ def interval(draw: st.DrawFn) -> tuple[time, time]:
     return time(start // 60, start % 60), time(end // 60, end % 60)
 
 
+@dataclass(frozen=True)
+class Calendar:
+    tz: ZoneInfo
+    weekly: list[WeeklyHours]
+    exceptions: list[AvailabilityException]
+    first_day: date
+    duration: timedelta
+    buffer: timedelta
+    probes: list[int]
+
+
 @st.composite
-def calendar(draw: st.DrawFn) -> dict[str, object]:
+def calendar(draw: st.DrawFn) -> Calendar:
     weekly: list[WeeklyHours] = []
     for weekday in draw(st.sets(st.integers(1, 7), min_size=1, max_size=4)):
         taken: list[tuple[time, time]] = []
@@ -62,25 +74,25 @@ def calendar(draw: st.DrawFn) -> dict[str, object]:
                     None if all_day else end,
                 )
             )
-    return {
-        "tz": draw(st.sampled_from(ZONES)),
-        "weekly": weekly,
-        "exceptions": exceptions,
-        "first_day": first_day,
-        "duration": draw(st.sampled_from([30, 45, 50, 60, 90])),
-        "buffer": draw(st.sampled_from([0, 10, 15])),
-        "probes": draw(st.lists(st.integers(0, 3 * 24 * 12), min_size=5, max_size=15)),
-    }
+    return Calendar(
+        tz=ZoneInfo(draw(st.sampled_from(ZONES))),
+        weekly=weekly,
+        exceptions=exceptions,
+        first_day=first_day,
+        duration=timedelta(minutes=draw(st.sampled_from([30, 45, 50, 60, 90]))),
+        buffer=timedelta(minutes=draw(st.sampled_from([0, 10, 15]))),
+        probes=draw(st.lists(st.integers(0, 3 * 24 * 12), min_size=5, max_size=15)),
+    )
 
 
-def _python_bookable(cal: dict[str, object], start: datetime, end: datetime) -> bool:
+def _python_bookable(cal: Calendar, start: datetime, end: datetime) -> bool:
     offered = compute_slots(
-        tz=ZoneInfo(str(cal["tz"])),
-        weekly=cal["weekly"],  # type: ignore[arg-type]
-        exceptions=cal["exceptions"],  # type: ignore[arg-type]
+        tz=cal.tz,
+        weekly=cal.weekly,
+        exceptions=cal.exceptions,
         busy=[],
         duration=end - start,
-        buffer=timedelta(minutes=int(cal["buffer"])),  # type: ignore[call-overload]
+        buffer=cal.buffer,
         window=(start - timedelta(minutes=1), start + timedelta(minutes=1)),
         earliest_start=datetime(2000, 1, 1, tzinfo=UTC),
         latest_start=datetime(2100, 1, 1, tzinfo=UTC),
@@ -95,27 +107,24 @@ def _python_bookable(cal: dict[str, object], start: datetime, end: datetime) -> 
 )
 @given(cal=calendar())
 def test_the_database_accepts_exactly_the_slots_the_api_lists(
-    calendar_db: DatabaseUrls, cal: dict[str, object]
+    calendar_db: DatabaseUrls, cal: Calendar
 ) -> None:
-    tz = ZoneInfo(str(cal["tz"]))
-    first_day: date = cal["first_day"]  # type: ignore[assignment]
-    duration = timedelta(minutes=int(cal["duration"]))  # type: ignore[call-overload]
-    day_start = datetime.combine(first_day, time(0), tzinfo=tz).astimezone(UTC)
+    tz, duration = cal.tz, cal.duration
+    day_start = datetime.combine(cal.first_day, time(0), tzinfo=tz).astimezone(UTC)
     listed = compute_slots(
         tz=tz,
-        weekly=cal["weekly"],  # type: ignore[arg-type]
-        exceptions=cal["exceptions"],  # type: ignore[arg-type]
+        weekly=cal.weekly,
+        exceptions=cal.exceptions,
         busy=[],
         duration=duration,
-        buffer=timedelta(minutes=int(cal["buffer"])),  # type: ignore[call-overload]
+        buffer=cal.buffer,
         window=(day_start, day_start + timedelta(days=3)),
         earliest_start=datetime(2000, 1, 1, tzinfo=UTC),
         latest_start=datetime(2100, 1, 1, tzinfo=UTC),
     )
     # Every listed slot, and instants on a 5-minute grid that mostly are not slots.
     candidates = {s.starts_at for s in listed} | {
-        day_start + timedelta(minutes=5 * p)
-        for p in cal["probes"]  # type: ignore[attr-defined]
+        day_start + timedelta(minutes=5 * p) for p in cal.probes
     }
     specialist = str(uuid.uuid4())
     with psycopg.connect(calendar_db.admin) as conn:
@@ -126,15 +135,15 @@ def test_the_database_accepts_exactly_the_slots_the_api_lists(
         conn.execute(
             "INSERT INTO specialists (id, display_name, pillars, timezone, buffer_minutes)"
             " VALUES (%s, 'S', ARRAY['saude_mental'], %s, %s)",
-            (specialist, str(tz), cal["buffer"]),
+            (specialist, str(tz), int(cal.buffer.total_seconds() // 60)),
         )
-        for hours in cal["weekly"]:  # type: ignore[attr-defined]
+        for hours in cal.weekly:
             conn.execute(
                 "INSERT INTO specialist_weekly_hours (specialist_id, weekday, start_time, end_time)"
                 " VALUES (%s, %s, %s, %s)",
                 (specialist, hours.weekday, hours.start, hours.end),
             )
-        for exc in cal["exceptions"]:  # type: ignore[attr-defined]
+        for exc in cal.exceptions:
             conn.execute(
                 "INSERT INTO specialist_availability_exceptions (specialist_id, exception_date,"
                 " is_available, reason, all_day, start_time, end_time)"

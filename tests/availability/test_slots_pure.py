@@ -30,7 +30,7 @@ def slots(
     days=1,
     exceptions=(),
     busy=(),
-    duration=HOUR,  # type: ignore[no-untyped-def]
+    duration=HOUR,
     buffer=timedelta(0),
     earliest=FAR_PAST,
     latest=FAR_FUTURE,
@@ -49,7 +49,7 @@ def slots(
     )
 
 
-def local_hours(result, tz):  # type: ignore[no-untyped-def]
+def local_hours(result, tz):
     return [s.starts_at.astimezone(tz).strftime("%m-%d %H:%M") for s in result]
 
 
@@ -166,7 +166,7 @@ busy_strategy = st.lists(
     duration=st.sampled_from([30, 45, 60, 90]),
     buffer=st.sampled_from([0, 10, 15]),
 )
-def test_properties_of_every_slot(weekly, exceptions, busy, zone, duration, buffer):  # type: ignore[no-untyped-def]
+def test_properties_of_every_slot(weekly, exceptions, busy, zone, duration, buffer):
     tz = ZoneInfo(zone)
     start = datetime(2027, 3, 25, tzinfo=UTC)
     window = (start, start + timedelta(days=7))
@@ -212,7 +212,7 @@ def test_properties_of_every_slot(weekly, exceptions, busy, zone, duration, buff
         previous_end = slot.ends_at
 
 
-def reference_slots(  # type: ignore[no-untyped-def]
+def reference_slots(
     *, tz, weekly, exceptions, busy, duration, buffer, window, earliest_start, latest_start
 ):
     """The grid walked candidate by candidate, every busy range checked each time: slow
@@ -249,7 +249,7 @@ def reference_slots(  # type: ignore[no-untyped-def]
     earliest_offset=st.integers(-48 * 4, 10 * 24 * 4),
     horizon_quarters=st.integers(0, 10 * 24 * 4),
 )
-def test_the_one_pass_grid_matches_the_reference(  # type: ignore[no-untyped-def]
+def test_the_one_pass_grid_matches_the_reference(
     weekly,
     exceptions,
     busy,

@@ -10,10 +10,10 @@ import pytest
 
 from melhor_saude.db import SERVICE, transaction
 
-from .conftest import iso, slot
+from ..helpers import iso, slot
 
 
-async def _book(client, who, specialist, at, **extra):  # type: ignore[no-untyped-def]
+async def _book(client, who, specialist, at, **extra):
     body = {"specialist_id": specialist.id, "starts_at": iso(at), **extra}
     return await client.post("/v1/bookings", json=body, headers=who.headers)
 
@@ -26,6 +26,7 @@ async def _active_count(pool, specialist_id: str) -> int:
             (specialist_id,),
         )
         row = await cur.fetchone()
+    assert row is not None
     return int(row["n"])
 
 

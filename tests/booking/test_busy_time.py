@@ -9,7 +9,7 @@ import pytest
 
 from melhor_saude.db import SERVICE, transaction
 
-from .conftest import iso, slot
+from ..helpers import iso, slot
 
 
 async def test_a_long_booking_started_before_the_window_is_still_busy(client, factory, pool):
@@ -37,7 +37,7 @@ async def test_a_long_booking_started_before_the_window_is_still_busy(client, fa
             "SELECT count(*) AS n FROM specialist_busy_ranges(%s, %s, %s)",
             (spec.id, at + timedelta(hours=6), at + timedelta(hours=7)),
         )
-        assert (await cur.fetchone())["n"] == 0  # adjacent, not overlapping
+        assert await cur.fetchone() == {"n": 0}  # adjacent, not overlapping
 
 
 async def test_no_booking_may_keep_a_specialist_busy_for_more_than_twelve_hours(factory, pool):

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.db import SERVICE, transaction
 
-from .conftest import insert_booking, slot
+from ..helpers import insert_booking, slot
 
 
 async def test_two_writers_crossing_over_one_calendar_do_not_deadlock(

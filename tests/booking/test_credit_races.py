@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.db import SERVICE, Conn, transaction
 
-from .conftest import insert_booking, slot
+from ..helpers import insert_booking, slot
 
 
 async def _book_and_reserve(

@@ -11,10 +11,10 @@ import pytest
 from melhor_saude.credit.ledger import forfeit_credit, release_credit
 from melhor_saude.db import SERVICE, transaction
 
-from .conftest import iso, slot
+from ..helpers import iso, slot
 
 
-async def _book(client, who, specialist, at, **extra):  # type: ignore[no-untyped-def]
+async def _book(client, who, specialist, at, **extra):
     body = {"specialist_id": specialist.id, "starts_at": iso(at), **extra}
     return await client.post("/v1/bookings", json=body, headers=who.headers)
 
@@ -185,7 +185,7 @@ async def test_credits_never_go_negative_under_concurrency(client, factory, pool
             " WHERE user_id = %s AND entry = 'reserve'",
             (ana.id,),
         )
-        assert (await cur.fetchone())["n"] == 3
+        assert await cur.fetchone() == {"n": 3}
 
 
 async def test_the_company_pool_is_a_ceiling_across_employees(client, factory):

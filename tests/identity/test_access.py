@@ -23,7 +23,7 @@ async def test_a_user_cannot_see_or_change_another_users_rows_by_sql(pool, facto
             assert await cur.fetchall() == [], sql
         # Own row is visible.
         cur = await conn.execute("SELECT email FROM users WHERE id = %s", (ana.id,))
-        assert (await cur.fetchone())["email"] == ana.email
+        assert await cur.fetchone() == {"email": ana.email}
     # No one changes an account row directly, not even their own (update_my_profile does).
     for target in (bruno.id, ana.id):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

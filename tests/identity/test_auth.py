@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import jwt
@@ -11,8 +12,7 @@ import pytest
 
 from melhor_saude.db import SERVICE, transaction
 
-from ..conftest import TEST_JWT_SECRET
-from ..helpers import PASSWORD, new_email, signup_verified
+from ..helpers import PASSWORD, TEST_JWT_SECRET, new_email, signup_verified
 
 
 async def test_signup_verify_login_and_me(client, mailbox):
@@ -145,7 +145,7 @@ async def test_signup_cannot_grant_a_role(client, pool, extra):
     assert r.json()["code"] == "INVALID_REQUEST"
     async with transaction(pool, SERVICE) as conn:
         cur = await conn.execute("SELECT count(*) AS n FROM users WHERE email = %s", (email,))
-        assert (await cur.fetchone())["n"] == 0
+        assert await cur.fetchone() == {"n": 0}
 
 
 async def test_wrong_password_and_unknown_email_answer_the_same(client, mailbox):
@@ -321,7 +321,7 @@ async def test_password_reset_end_to_end(client, mailbox):
     assert again.json()["code"] == "INVALID_TOKEN"
 
 
-def _token(claims: dict, secret: str = TEST_JWT_SECRET, alg: str = "HS256") -> str:
+def _token(claims: dict[str, Any], secret: str = TEST_JWT_SECRET, alg: str = "HS256") -> str:
     return jwt.encode(claims, secret, algorithm=alg)
 
 

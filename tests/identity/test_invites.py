@@ -9,7 +9,7 @@ from melhor_saude.db import SERVICE, transaction
 from ..helpers import PASSWORD, new_email, signup_verified
 
 
-async def _invite(client, who, **body):  # type: ignore[no-untyped-def]
+async def _invite(client, who, **body):
     return await client.post("/v1/invites", json=body, headers=who.headers)
 
 

@@ -35,6 +35,7 @@ def test_a_token_is_verified_once_and_its_caller_is_read_only(token_settings: Se
     assert first.role == "authenticated"
     assert first.claims["email"] == "ana@example.org"
     with pytest.raises(TypeError):
+        # The point: a write the type already forbids must fail at run time too.
         first.claims["role"] = "service_role"  # type: ignore[index]
 
 

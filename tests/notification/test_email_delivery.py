@@ -13,12 +13,12 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.db import SERVICE, DatabaseUrls, make_pool, transaction
-from melhor_saude.notification import delivery
 from melhor_saude.notification.delivery import deliver_due, delivery_loop
+from melhor_saude.notification.mailer import build_message
 from melhor_saude.notification.service import enqueue_email
 from melhor_saude.settings import Settings
 
-from .conftest import Inbox, deliver, free_port, smtp_settings
+from .helpers import Inbox, deliver, free_port, smtp_settings
 
 LINK = "http://127.0.0.1:8000/verificar-email?token=tok-123"
 
@@ -279,14 +279,14 @@ async def test_an_email_that_cannot_be_built_does_not_hold_up_the_queue(
     broken_to, healthy_to = _address(), _address() + ".pt"
     broken = await _queue(worker_pool, broken_to)
     await _queue(worker_pool, healthy_to)
-    real_build = delivery.build_message
+    real_build = build_message
 
     def build(settings: Settings, **fields: str) -> Any:
         if fields["to"] == broken_to:
             raise ValueError("cannot encode this message")
         return real_build(settings, **fields)
 
-    monkeypatch.setattr(delivery, "build_message", build)
+    monkeypatch.setattr("melhor_saude.notification.delivery.build_message", build)
     smtp = smtp_settings(settings, port, email_max_attempts=2)
 
     await deliver(worker_pool, smtp)

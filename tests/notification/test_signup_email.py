@@ -14,7 +14,7 @@ from melhor_saude.app import create_app
 from melhor_saude.db import SERVICE, DatabaseUrls, transaction
 from melhor_saude.settings import Settings
 
-from .conftest import Inbox, deliver, smtp_settings
+from .helpers import Inbox, deliver, smtp_settings
 
 
 @pytest.fixture

@@ -253,7 +253,7 @@ async def test_an_error_is_logged_without_the_local_variables_of_its_frames(
     (and took ~4 s). Locals are never rendered."""
     from melhor_saude.identity import profile
 
-    async def failing(conn, caller):  # type: ignore[no-untyped-def]
+    async def failing(ctx):
         leaked_email = "leak.me@example.org"  # noqa: F841 - a local a renderer could print
         raise RuntimeError("profile exploded")
 

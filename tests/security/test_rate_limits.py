@@ -19,8 +19,7 @@ from melhor_saude.app import create_app
 from melhor_saude.db import DatabaseUrls
 from melhor_saude.settings import Settings
 
-from ..conftest import TEST_JWT_SECRET
-from ..helpers import new_email, service_row
+from ..helpers import TEST_JWT_SECRET, new_email, service_row
 
 
 def _limited_client(app: FastAPI, ip: str = "192.0.2.10") -> httpx.AsyncClient:
@@ -29,7 +28,7 @@ def _limited_client(app: FastAPI, ip: str = "192.0.2.10") -> httpx.AsyncClient:
 
 
 @pytest.fixture
-def strict_app(settings: Settings, database: DatabaseUrls, pool) -> FastAPI:  # type: ignore[no-untyped-def]
+def strict_app(settings: Settings, database: DatabaseUrls, pool) -> FastAPI:
     limited = settings.model_copy(
         update={
             "rate_limit_writes_per_minute": 3,
@@ -103,7 +102,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def two_api_processes(database: DatabaseUrls, tmp_path) -> Iterator[list[str]]:  # type: ignore[no-untyped-def]
+def two_api_processes(database: DatabaseUrls, tmp_path) -> Iterator[list[str]]:
     """Two `melhor-saude api` processes on one database, writes limited to 4 a minute."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MS_")}
     env.update(

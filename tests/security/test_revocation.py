@@ -15,7 +15,7 @@ from ..factories import Person
 from ..helpers import book, service_row, slot, sql_refusal
 
 
-def _fresh(settings, person: Person) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _fresh(settings, person: Person) -> dict[str, str]:
     """A token issued after the revocation (a new sign-in)."""
     token, _ = issue_access_token(settings, user_id=person.id, email=person.email, app_roles=[])
     return {"Authorization": f"Bearer {token}"}

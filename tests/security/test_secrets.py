@@ -19,7 +19,7 @@ import pytest
 
 from melhor_saude.settings import PUBLISHED_SECRETS
 
-from ..conftest import create_database, drop_database
+from ..databases import create_database, drop_database
 
 CLI = [sys.executable, "-m", "melhor_saude.cli"]
 DEMO = {"email": "admin@demo.melhorsaude.example", "password": "MelhorSaude2026!"}

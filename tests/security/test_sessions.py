@@ -10,8 +10,14 @@ import pytest
 
 from melhor_saude.identity.tokens import issue_service_token
 
-from ..conftest import SUPABASE_ISSUER, TEST_JWT_SECRET
-from ..helpers import PASSWORD, new_email, service_row, signup_verified
+from ..helpers import (
+    PASSWORD,
+    SUPABASE_ISSUER,
+    TEST_JWT_SECRET,
+    new_email,
+    service_row,
+    signup_verified,
+)
 
 
 def _bearer(tokens: dict[str, str]) -> dict[str, str]:

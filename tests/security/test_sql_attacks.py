@@ -62,7 +62,9 @@ async def test_the_function_takes_price_and_funding_from_the_database(client, fa
             "SELECT create_booking(%s, %s, p_default_currency => 'XXX') AS b",
             (spec.id, slot(days=4)),
         )
-        booking = (await cur.fetchone())["b"]
+        row = await cur.fetchone()
+        assert row is not None
+        booking = row["b"]
     assert (booking["price"], booking["currency"]) == ("1500.00", "MZN")
     assert (booking["funding"], booking["company_id"]) == ("company_quota", company)
     ledger = await service_row(

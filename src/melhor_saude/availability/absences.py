@@ -16,13 +16,13 @@ from uuid import UUID
 from melhor_saude import errors
 from melhor_saude.availability import repository as repo
 from melhor_saude.availability import schemas
-from melhor_saude.db import Conn
+from melhor_saude.context import Ctx
 
 MAX_EXCEPTION_DAYS = 366
 
 
 async def create_exceptions(
-    conn: Conn, specialist_id: str, body: schemas.ExceptionIn
+    ctx: Ctx, specialist_id: str, body: schemas.ExceptionIn
 ) -> schemas.ExceptionsCreatedOut:
     """Add an exception for one date or a range; report (or cancel) bookings it blocks."""
     end_date = body.end_date or body.start_date
@@ -37,7 +37,7 @@ async def create_exceptions(
     ):
         raise errors.InvalidRequest("A partial-day exception needs start_time < end_time")
     result = await repo.create_exceptions(
-        conn,
+        ctx.conn,
         specialist_id=specialist_id,
         start_date=body.start_date,
         end_date=end_date,
@@ -57,12 +57,13 @@ async def create_exceptions(
 
 
 async def list_exceptions(
-    conn: Conn, specialist_id: str, from_date: date, to_date: date
+    ctx: Ctx, specialist_id: str, from_date: date, to_date: date
 ) -> list[schemas.ExceptionOut]:
     """Exceptions in a date range; reason and notes only for the specialist and admins."""
-    rows = await repo.list_exceptions(conn, specialist_id, from_date, to_date)
+    rows = await repo.list_exceptions(ctx.conn, specialist_id, from_date, to_date)
     private = {
-        str(p["id"]): p for p in await repo.exception_private(conn, [str(r["id"]) for r in rows])
+        str(p["id"]): p
+        for p in await repo.exception_private(ctx.conn, [str(r["id"]) for r in rows])
     }
     return [
         schemas.ExceptionOut(
@@ -74,6 +75,6 @@ async def list_exceptions(
     ]
 
 
-async def delete_exception(conn: Conn, specialist_id: str, exception_id: str) -> None:
+async def delete_exception(ctx: Ctx, specialist_id: str, exception_id: str) -> None:
     """Remove one exception (the specialist or an admin)."""
-    await repo.delete_exception(conn, specialist_id, exception_id)
+    await repo.delete_exception(ctx.conn, specialist_id, exception_id)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from melhor_saude.availability import absences, schedule, schemas
 from melhor_saude.schemas import DayQuery
-from melhor_saude.web import PoolDep, UserDep, UserTxDep, responses
+from melhor_saude.web import CtxDep, PoolDep, UserDep, responses
 
 router = APIRouter(prefix="/v1", tags=["availability"])
 Bound = Annotated[
@@ -38,18 +38,18 @@ async def list_slots(
 
 @router.post("/specialists/{specialist_id}/exceptions", status_code=201, responses=responses(409))
 async def create_exceptions(
-    specialist_id: UUID, body: schemas.ExceptionIn, conn: UserTxDep
+    specialist_id: UUID, body: schemas.ExceptionIn, ctx: CtxDep
 ) -> schemas.ExceptionsCreatedOut:
     """Block (or open) one date or a range; lists the bookings a block affects and, with
     `cancel_affected_bookings`, cancels them on the specialist's behalf. The same
     exception twice is `EXCEPTION_EXISTS`."""
-    return await absences.create_exceptions(conn, str(specialist_id), body)
+    return await absences.create_exceptions(ctx, str(specialist_id), body)
 
 
 @router.get("/specialists/{specialist_id}/exceptions")
 async def list_exceptions(
     specialist_id: UUID,
-    conn: UserTxDep,
+    ctx: CtxDep,
     from_: Annotated[DayQuery, Query(alias="from")] = None,
     to: DayQuery = None,
 ) -> list[schemas.ExceptionOut]:
@@ -57,11 +57,11 @@ async def list_exceptions(
     admins see why (the reason); others see that the specialist is unavailable."""
     start = from_ or datetime.now(UTC).date()
     end = to or start + timedelta(days=90)
-    return await absences.list_exceptions(conn, str(specialist_id), start, end)
+    return await absences.list_exceptions(ctx, str(specialist_id), start, end)
 
 
 @router.delete("/specialists/{specialist_id}/exceptions/{exception_id}", status_code=204)
-async def delete_exception(specialist_id: UUID, exception_id: UUID, conn: UserTxDep) -> Response:
+async def delete_exception(specialist_id: UUID, exception_id: UUID, ctx: CtxDep) -> Response:
     """Remove an exception."""
-    await absences.delete_exception(conn, str(specialist_id), str(exception_id))
+    await absences.delete_exception(ctx, str(specialist_id), str(exception_id))
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 
 from melhor_saude.booking import schemas, service
 from melhor_saude.schemas import Instant, Limit, Offset
-from melhor_saude.web import SettingsDep, UserDep, UserTxDep, responses
+from melhor_saude.web import CtxDep, responses
 
 router = APIRouter(prefix="/v1", tags=["bookings"])
 IdempotencyKey = Annotated[
@@ -20,20 +20,16 @@ IdempotencyKey = Annotated[
 
 @router.post("/bookings", status_code=201, responses=responses(404, 409))
 async def create_booking(
-    body: schemas.BookingIn,
-    conn: UserTxDep,
-    settings: SettingsDep,
-    idempotency_key: IdempotencyKey = None,
+    body: schemas.BookingIn, ctx: CtxDep, idempotency_key: IdempotencyKey = None
 ) -> schemas.BookingOut:
     """Book a free slot (`SLOT_TAKEN`, `OUTSIDE_AVAILABILITY`, `NO_CREDITS_LEFT`, ...).
     A repeated `Idempotency-Key` returns the first result."""
-    return await service.create_booking(conn, settings, body, idempotency_key)
+    return await service.create_booking(ctx, body, idempotency_key)
 
 
 @router.get("/bookings")
 async def list_bookings(
-    caller: UserDep,
-    conn: UserTxDep,
+    ctx: CtxDep,
     status: schemas.Status | None = None,
     from_: Annotated[Instant | None, Query(alias="from")] = None,
     to: Annotated[Instant | None, Query()] = None,
@@ -43,68 +39,68 @@ async def list_bookings(
 ) -> list[schemas.BookingOut]:
     """Your bookings (as user or as specialist; admins see all)."""
     return await service.list_bookings(
-        conn, caller, status=status, from_=from_, to=to, role=role, limit=limit, offset=offset
+        ctx, status=status, from_=from_, to=to, role=role, limit=limit, offset=offset
     )
 
 
 @router.get("/bookings/{booking_id}")
-async def get_booking(booking_id: UUID, conn: UserTxDep) -> schemas.BookingOut:
+async def get_booking(booking_id: UUID, ctx: CtxDep) -> schemas.BookingOut:
     """One booking."""
-    return await service.get_booking(conn, str(booking_id))
+    return await service.get_booking(ctx, str(booking_id))
 
 
 @router.get("/bookings/{booking_id}/history")
-async def booking_history(booking_id: UUID, conn: UserTxDep) -> list[schemas.HistoryOut]:
+async def booking_history(booking_id: UUID, ctx: CtxDep) -> list[schemas.HistoryOut]:
     """Status changes and moves, recorded by the database."""
-    return await service.history(conn, str(booking_id))
+    return await service.history(ctx, str(booking_id))
 
 
 @router.post("/bookings/{booking_id}/confirm", responses=responses(409))
 async def confirm(
-    booking_id: UUID, conn: UserTxDep, body: schemas.TransitionIn | None = None
+    booking_id: UUID, ctx: CtxDep, body: schemas.TransitionIn | None = None
 ) -> schemas.BookingOut:
     """Confirm a pending booking (its specialist)."""
     return await service.transition(
-        conn, str(booking_id), "confirmed", body.reason if body else None
+        ctx, str(booking_id), "confirmed", body.reason if body else None
     )
 
 
 @router.post("/bookings/{booking_id}/complete", responses=responses(409))
 async def complete(
-    booking_id: UUID, conn: UserTxDep, body: schemas.TransitionIn | None = None
+    booking_id: UUID, ctx: CtxDep, body: schemas.TransitionIn | None = None
 ) -> schemas.BookingOut:
     """Mark a confirmed session completed once it has started (its specialist); the
     credit is consumed."""
     return await service.transition(
-        conn, str(booking_id), "completed", body.reason if body else None
+        ctx, str(booking_id), "completed", body.reason if body else None
     )
 
 
 @router.post("/bookings/{booking_id}/no-show", responses=responses(409))
 async def no_show(
-    booking_id: UUID, conn: UserTxDep, body: schemas.TransitionIn | None = None
+    booking_id: UUID, ctx: CtxDep, body: schemas.TransitionIn | None = None
 ) -> schemas.BookingOut:
     """Mark that the user did not attend (its specialist); the credit is consumed."""
-    return await service.transition(conn, str(booking_id), "no_show", body.reason if body else None)
+    return await service.transition(ctx, str(booking_id), "no_show", body.reason if body else None)
 
 
 @router.post("/bookings/{booking_id}/reschedule", responses=responses(409))
 async def reschedule(
-    booking_id: UUID, body: schemas.RescheduleIn, conn: UserTxDep
+    booking_id: UUID, body: schemas.RescheduleIn, ctx: CtxDep
 ) -> schemas.BookingOut:
     """Move to another free slot, keeping the booking and its history."""
-    return await service.reschedule(conn, str(booking_id), body)
+    return await service.reschedule(ctx, str(booking_id), body)
 
 
 @router.put("/bookings/{booking_id}/meeting-url", responses=responses(409))
 async def set_meeting_url(
-    booking_id: UUID, body: schemas.MeetingUrlIn, conn: UserTxDep
+    booking_id: UUID, body: schemas.MeetingUrlIn, ctx: CtxDep
 ) -> schemas.BookingOut:
     """Set or clear the session's https video link (its specialist or an admin)."""
-    return await service.set_meeting_url(conn, str(booking_id), body)
+    return await service.set_meeting_url(ctx, str(booking_id), body)
 
 
 @router.get("/me/credits", tags=["me"])
-async def my_credits(conn: UserTxDep) -> list[schemas.CreditsOut]:
+async def my_credits(ctx: CtxDep) -> list[schemas.CreditsOut]:
     """Session credits with your company: allocation, held, used, available."""
-    return await service.my_credits(conn)
+    return await service.my_credits(ctx)

@@ -17,9 +17,7 @@ from datetime import UTC, datetime
 from melhor_saude.booking import repository as repo
 from melhor_saude.booking import schemas
 from melhor_saude.booking.errors import BookingNotFound
-from melhor_saude.context import Caller
-from melhor_saude.db import Conn
-from melhor_saude.settings import Settings
+from melhor_saude.context import Ctx
 
 
 def request_hash(body: schemas.BookingIn) -> str:
@@ -29,12 +27,12 @@ def request_hash(body: schemas.BookingIn) -> str:
 
 
 async def create_booking(
-    conn: Conn, settings: Settings, body: schemas.BookingIn, idempotency_key: str | None = None
+    ctx: Ctx, body: schemas.BookingIn, idempotency_key: str | None = None
 ) -> schemas.BookingOut:
     """Book a free slot for the caller (admins: any future time, for anyone). A repeated
     `idempotency_key` with the same request returns the first booking."""
     booking = await repo.create_booking(
-        conn,
+        ctx.conn,
         specialist_id=str(body.specialist_id),
         starts_at=body.starts_at.astimezone(UTC),
         session_type_id=str(body.session_type_id) if body.session_type_id else None,
@@ -42,24 +40,23 @@ async def create_booking(
         mode=body.mode,
         funding=body.funding,
         user_id=str(body.user_id) if body.user_id else None,
-        default_currency=settings.default_currency,
+        default_currency=ctx.settings.default_currency,
         idempotency_key=idempotency_key,
         request_hash=request_hash(body) if idempotency_key else None,
     )
     return schemas.BookingOut.model_validate(booking)
 
 
-async def get_booking(conn: Conn, booking_id: str) -> schemas.BookingOut:
+async def get_booking(ctx: Ctx, booking_id: str) -> schemas.BookingOut:
     """A booking the caller may see (its user, its specialist, admins)."""
-    row = await repo.get_booking(conn, booking_id)
+    row = await repo.get_booking(ctx.conn, booking_id)
     if row is None:
         raise BookingNotFound()
     return schemas.BookingOut(**row)
 
 
 async def list_bookings(
-    conn: Conn,
-    caller: Caller,
+    ctx: Ctx,
     *,
     status: str | None,
     from_: datetime | None,
@@ -70,48 +67,50 @@ async def list_bookings(
 ) -> list[schemas.BookingOut]:
     """The caller's bookings (as user, as specialist, or all for admins), newest first."""
     rows = await repo.list_bookings(
-        conn,
+        ctx.conn,
         status=status,
         from_=from_,
         to=to,
-        as_specialist=caller.user_id if role == "specialist" else None,
-        as_user=caller.user_id if role == "user" else None,
+        as_specialist=ctx.user_id if role == "specialist" else None,
+        as_user=ctx.user_id if role == "user" else None,
         limit=limit,
         offset=offset,
     )
     return [schemas.BookingOut(**r) for r in rows]
 
 
-async def history(conn: Conn, booking_id: str) -> list[schemas.HistoryOut]:
+async def history(ctx: Ctx, booking_id: str) -> list[schemas.HistoryOut]:
     """Every status change and move, as the database recorded it."""
-    await get_booking(conn, booking_id)
-    return [schemas.HistoryOut(**r) for r in await repo.history(conn, booking_id)]
+    await get_booking(ctx, booking_id)
+    return [schemas.HistoryOut(**r) for r in await repo.history(ctx.conn, booking_id)]
 
 
 async def transition(
-    conn: Conn, booking_id: str, status: str, reason: str | None
+    ctx: Ctx, booking_id: str, status: str, reason: str | None
 ) -> schemas.BookingOut:
     """Confirm, complete or mark a no-show (the booking's specialist or an admin)."""
     return schemas.BookingOut.model_validate(
-        await repo.set_status(conn, booking_id, status, reason)
+        await repo.set_status(ctx.conn, booking_id, status, reason)
     )
 
 
-async def reschedule(conn: Conn, booking_id: str, body: schemas.RescheduleIn) -> schemas.BookingOut:
+async def reschedule(ctx: Ctx, booking_id: str, body: schemas.RescheduleIn) -> schemas.BookingOut:
     """Move an active booking to another free slot, keeping its id and history."""
-    booking = await repo.reschedule(conn, booking_id, body.starts_at.astimezone(UTC), body.reason)
+    booking = await repo.reschedule(
+        ctx.conn, booking_id, body.starts_at.astimezone(UTC), body.reason
+    )
     return schemas.BookingOut.model_validate(booking)
 
 
 async def set_meeting_url(
-    conn: Conn, booking_id: str, body: schemas.MeetingUrlIn
+    ctx: Ctx, booking_id: str, body: schemas.MeetingUrlIn
 ) -> schemas.BookingOut:
     """Set or clear the session's video link (its specialist or an admin)."""
     return schemas.BookingOut.model_validate(
-        await repo.set_meeting_url(conn, booking_id, body.meeting_url)
+        await repo.set_meeting_url(ctx.conn, booking_id, body.meeting_url)
     )
 
 
-async def my_credits(conn: Conn) -> list[schemas.CreditsOut]:
+async def my_credits(ctx: Ctx) -> list[schemas.CreditsOut]:
     """The caller's session credits with their company."""
-    return [schemas.CreditsOut(**r) for r in await repo.my_credits(conn)]
+    return [schemas.CreditsOut(**r) for r in await repo.my_credits(ctx.conn)]

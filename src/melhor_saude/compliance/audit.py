@@ -12,9 +12,11 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from melhor_saude.db import Conn, load_queries
+from melhor_saude.compliance.schemas import AuditEntryOut
+from melhor_saude.context import Ctx
+from melhor_saude.db import Conn, Queries
 
-_Q = load_queries("melhor_saude.compliance")
+_q = Queries("melhor_saude.compliance")
 
 
 def _json(value: Any) -> Jsonb | None:
@@ -38,33 +40,36 @@ async def record(
 
     The client's address and user agent are the transaction's (`request.client`).
     """
-    await conn.execute(
-        _Q["insert_audit"],
-        {
-            "actor_id": actor_id,
-            "actor_role": actor_role,
-            "action": action,
-            "entity_type": entity_type,
-            "entity_id": None if entity_id is None else str(entity_id),
-            "old_values": _json(old),
-            "new_values": _json(new),
-            "outcome": outcome,
-            "details": _json(details),
-        },
+    await _q.run(
+        conn,
+        "insert_audit",
+        actor_id=actor_id,
+        actor_role=actor_role,
+        action=action,
+        entity_type=entity_type,
+        entity_id=None if entity_id is None else str(entity_id),
+        old_values=_json(old),
+        new_values=_json(new),
+        outcome=outcome,
+        details=_json(details),
     )
 
 
 async def list_entries(
-    conn: Conn,
+    ctx: Ctx,
     *,
     actor_id: str | None = None,
     action: str | None = None,
     before_id: int | None = None,
     limit: int = 50,
-) -> list[dict[str, Any]]:
+) -> list[AuditEntryOut]:
     """Entries the caller may read (RLS decides), newest first, keyset-paginated."""
-    cur = await conn.execute(
-        _Q["list_audit"],
-        {"actor_id": actor_id, "action": action, "before_id": before_id, "limit": limit},
+    rows = await _q.all(
+        ctx.conn,
+        "list_audit",
+        actor_id=actor_id,
+        action=action,
+        before_id=before_id,
+        limit=limit,
     )
-    return await cur.fetchall()
+    return [AuditEntryOut(**r) for r in rows]

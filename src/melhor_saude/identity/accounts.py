@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from melhor_saude import errors
 from melhor_saude.company.errors import CompanyInactive
 from melhor_saude.compliance import audit
-from melhor_saude.context import SERVICE, ClientInfo
+from melhor_saude.context import SERVICE, ClientInfo, Ctx
 from melhor_saude.db import Conn, RateLimit, transaction
 from melhor_saude.identity import passwords, schemas
 from melhor_saude.identity import repository as repo
@@ -81,7 +81,7 @@ async def _check_invite(conn: Conn, code: str, email: str) -> None:
         raise CompanyInactive()
 
 
-async def sign_up(conn: Conn, settings: Settings, body: schemas.SignupIn) -> None:
+async def sign_up(ctx: Ctx, body: schemas.SignupIn) -> None:
     """Ask for an account; the answer is the same whether the address has one.
 
     A new address gets an account without a password and a verification email whose
@@ -90,6 +90,7 @@ async def sign_up(conn: Conn, settings: Settings, body: schemas.SignupIn) -> Non
     whoever reads that mailbox decides, so an earlier sign-up by someone else never
     blocks the owner. A verified address's owner gets an email saying so.
     """
+    conn, settings = ctx.conn, ctx.settings
     email = body.email.lower()
     if body.invite_code:
         await _check_invite(conn, body.invite_code, email)
@@ -142,9 +143,10 @@ async def sign_up(conn: Conn, settings: Settings, body: schemas.SignupIn) -> Non
     )
 
 
-async def verify_email(conn: Conn, token: str) -> None:
+async def verify_email(ctx: Ctx, token: str) -> None:
     """Follow a verification link (single use): the address is verified, the password
     chosen at that sign-up is set, and its invite is accepted."""
+    conn = ctx.conn
     row = await repo.use_email_token(conn, hash_token(token), "verify_email")
     if row is None:
         raise InvalidToken()
@@ -180,11 +182,11 @@ async def verify_email(conn: Conn, token: str) -> None:
     )
 
 
-async def resend_verification(conn: Conn, email: str) -> None:
+async def resend_verification(ctx: Ctx, email: str) -> None:
     """Queue a fresh verification link for an unverified account; the worker decides
     whether there is one, so the request path is the same for every address."""
     await repo.queue_email(
-        conn, template="verify_email", params={"email": email.lower()}, user_id=None, to=email
+        ctx.conn, template="verify_email", params={"email": email.lower()}, user_id=None, to=email
     )
 
 
@@ -322,9 +324,10 @@ async def refresh(
     return tokens
 
 
-async def log_out(conn: Conn, token: str) -> None:
+async def log_out(ctx: Ctx, token: str) -> None:
     """Revoke the refresh token's family and end the person's access tokens at once.
     Unknown tokens are ignored."""
+    conn = ctx.conn
     row = await repo.refresh_token_for_update(conn, hash_token(token))
     if row is None:
         return
@@ -340,18 +343,19 @@ async def log_out(conn: Conn, token: str) -> None:
     )
 
 
-async def request_password_reset(conn: Conn, email: str) -> None:
+async def request_password_reset(ctx: Ctx, email: str) -> None:
     """Queue a reset for this address; the worker finds the account (if any), makes the
     single-use link and sends it. The request path is the same for every address, so
     neither its answer nor its timing says whether the account exists."""
     await repo.queue_email(
-        conn, template="password_reset", params={"email": email.lower()}, user_id=None, to=email
+        ctx.conn, template="password_reset", params={"email": email.lower()}, user_id=None, to=email
     )
 
 
-async def confirm_password_reset(conn: Conn, token: str, new_password: str) -> None:
+async def confirm_password_reset(ctx: Ctx, token: str, new_password: str) -> None:
     """Set a new password with a reset link: every session and every other outstanding
     link of the account ends, and the address counts as verified (the link reached it)."""
+    conn = ctx.conn
     row = await repo.use_email_token(conn, hash_token(token), "password_reset")
     if row is None:
         raise InvalidToken()

@@ -11,11 +11,10 @@ from melhor_saude.schemas import Limit, MessageOut, Offset
 from melhor_saude.web import (
     AuthLimitsDep,
     ClientDep,
+    CtxDep,
     PoolDep,
-    ServiceTxDep,
+    ServiceCtxDep,
     SettingsDep,
-    UserDep,
-    UserTxDep,
     responses,
 )
 
@@ -29,25 +28,25 @@ RESET_ANSWER = "Se a conta existir, enviámos um email com instruções."
 
 
 @router.post("/auth/signup", status_code=202, tags=["auth"], responses=responses(404, 409))
-async def sign_up(body: schemas.SignupIn, conn: ServiceTxDep, settings: SettingsDep) -> MessageOut:
+async def sign_up(body: schemas.SignupIn, ctx: ServiceCtxDep) -> MessageOut:
     """Ask for an account. The answer is the same whether the address has one: its owner
     gets either a verification link (which sets the password and accepts the invite) or
     a note that the account exists. Roles come only from an invite code."""
-    await accounts.sign_up(conn, settings, body)
+    await accounts.sign_up(ctx, body)
     return MessageOut(message=SIGNUP_ANSWER)
 
 
 @router.post("/auth/verify", status_code=204, tags=["auth"], responses=responses(404, 409))
-async def verify_email(body: schemas.TokenIn, conn: ServiceTxDep) -> Response:
+async def verify_email(body: schemas.TokenIn, ctx: ServiceCtxDep) -> Response:
     """Confirm an email address with the emailed single-use token."""
-    await accounts.verify_email(conn, body.token)
+    await accounts.verify_email(ctx, body.token)
     return Response(status_code=204)
 
 
 @router.post("/auth/verify/resend", status_code=202, tags=["auth"])
-async def resend_verification(body: schemas.EmailIn, conn: ServiceTxDep) -> MessageOut:
+async def resend_verification(body: schemas.EmailIn, ctx: ServiceCtxDep) -> MessageOut:
     """Email a new verification link to an unverified account (same answer for any address)."""
-    await accounts.resend_verification(conn, body.email)
+    await accounts.resend_verification(ctx, body.email)
     return MessageOut(message=SIGNUP_ANSWER)
 
 
@@ -77,85 +76,83 @@ async def refresh(
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
-async def log_out(body: schemas.RefreshIn, conn: ServiceTxDep) -> Response:
+async def log_out(body: schemas.RefreshIn, ctx: ServiceCtxDep) -> Response:
     """Sign out: the refresh token's family is revoked and access tokens stop at once."""
-    await accounts.log_out(conn, body.refresh_token)
+    await accounts.log_out(ctx, body.refresh_token)
     return Response(status_code=204)
 
 
 @router.post("/auth/password-reset/request", status_code=202, tags=["auth"])
-async def request_password_reset(body: schemas.EmailIn, conn: ServiceTxDep) -> MessageOut:
+async def request_password_reset(body: schemas.EmailIn, ctx: ServiceCtxDep) -> MessageOut:
     """Email a reset link if the account exists (the answer is the same either way)."""
-    await accounts.request_password_reset(conn, body.email)
+    await accounts.request_password_reset(ctx, body.email)
     return MessageOut(message=RESET_ANSWER)
 
 
 @router.post("/auth/password-reset/confirm", status_code=204, tags=["auth"])
-async def confirm_password_reset(body: schemas.ResetConfirmIn, conn: ServiceTxDep) -> Response:
+async def confirm_password_reset(body: schemas.ResetConfirmIn, ctx: ServiceCtxDep) -> Response:
     """Set a new password with the emailed token; every session and other link ends."""
-    await accounts.confirm_password_reset(conn, body.token, body.new_password)
+    await accounts.confirm_password_reset(ctx, body.token, body.new_password)
     return Response(status_code=204)
 
 
 @router.get("/me", tags=["me"])
-async def me(caller: UserDep, conn: UserTxDep) -> schemas.MeOut:
+async def me(ctx: CtxDep) -> schemas.MeOut:
     """The caller's profile, roles, company memberships and accepted terms."""
-    return await profile.me(conn, caller)
+    return await profile.me(ctx)
 
 
 @router.patch("/me", tags=["me"])
-async def update_me(body: schemas.MeUpdateIn, caller: UserDep, conn: UserTxDep) -> schemas.MeOut:
+async def update_me(body: schemas.MeUpdateIn, ctx: CtxDep) -> schemas.MeOut:
     """Change the caller's name."""
-    return await profile.update_me(conn, caller, body)
+    return await profile.update_me(ctx, body)
 
 
 @router.post("/me/terms", tags=["me"])
-async def accept_terms(body: schemas.TermsIn, caller: UserDep, conn: UserTxDep) -> schemas.MeOut:
+async def accept_terms(body: schemas.TermsIn, ctx: CtxDep) -> schemas.MeOut:
     """Record acceptance of a published version of the terms or the privacy policy."""
-    return await profile.accept_terms(conn, caller, body)
+    return await profile.accept_terms(ctx, body)
 
 
 @router.post("/invites", status_code=201, tags=["invites"], responses=responses(409))
-async def create_invite(
-    body: schemas.InviteIn, conn: UserTxDep, settings: SettingsDep
-) -> schemas.InviteCreatedOut:
+async def create_invite(body: schemas.InviteIn, ctx: CtxDep) -> schemas.InviteCreatedOut:
     """Invite someone: admins invite HR and specialists; HR invites employees within seats."""
-    return await invites.create_invite(conn, settings, body)
+    return await invites.create_invite(ctx, body)
 
 
 @router.get("/invites", tags=["invites"])
 async def list_invites(
-    conn: UserTxDep, company_id: UUID | None = None, limit: Limit = 50, offset: Offset = 0
+    ctx: CtxDep, company_id: UUID | None = None, limit: Limit = 50, offset: Offset = 0
 ) -> list[schemas.InviteOut]:
     """Invites the caller manages."""
     return await invites.list_invites(
-        conn, company_id=str(company_id) if company_id else None, limit=limit, offset=offset
+        ctx, company_id=str(company_id) if company_id else None, limit=limit, offset=offset
     )
 
 
 @router.post("/invites/{invite_id}/revoke", tags=["invites"], responses=responses(409))
-async def revoke_invite(invite_id: UUID, conn: UserTxDep) -> schemas.InviteOut:
+async def revoke_invite(invite_id: UUID, ctx: CtxDep) -> schemas.InviteOut:
     """Revoke a pending invite."""
-    return await invites.revoke_invite(conn, str(invite_id))
+    return await invites.revoke_invite(ctx, str(invite_id))
 
 
 @router.post("/invites/accept", status_code=204, tags=["invites"], responses=responses(404, 409))
-async def accept_invite(body: schemas.AcceptInviteIn, conn: UserTxDep) -> Response:
+async def accept_invite(body: schemas.AcceptInviteIn, ctx: CtxDep) -> Response:
     """Accept an invite as the signed-in person."""
-    await invites.accept_invite(conn, body.code)
+    await invites.accept_invite(ctx, body.code)
     return Response(status_code=204)
 
 
 @router.post("/admin/users/{user_id}/roles", tags=["admin"])
 async def grant_role(
-    user_id: UUID, body: schemas.RoleGrantIn, conn: UserTxDep
+    user_id: UUID, body: schemas.RoleGrantIn, ctx: CtxDep
 ) -> list[schemas.RoleOut]:
     """Grant a role (admins)."""
-    return await roles.grant_role(conn, str(user_id), body)
+    return await roles.grant_role(ctx, str(user_id), body)
 
 
 @router.delete("/admin/users/{user_id}/roles/{role}", tags=["admin"], responses=responses(409))
-async def revoke_role(user_id: UUID, role: schemas.Role, conn: UserTxDep) -> list[schemas.RoleOut]:
+async def revoke_role(user_id: UUID, role: schemas.Role, ctx: CtxDep) -> list[schemas.RoleOut]:
     """Revoke a role (admins); the person's sessions end. `LAST_ADMIN` protects the last
     administrator."""
-    return await roles.revoke_role(conn, str(user_id), role)
+    return await roles.revoke_role(ctx, str(user_id), role)

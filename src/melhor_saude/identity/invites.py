@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from melhor_saude import errors
 from melhor_saude.authz import privileges
-from melhor_saude.db import Conn
+from melhor_saude.context import Ctx
 from melhor_saude.identity import repository as repo
 from melhor_saude.identity import schemas
 from melhor_saude.identity.errors import InviteForbidden
 from melhor_saude.identity.tokens import new_opaque_token
-from melhor_saude.settings import Settings
 
 
-async def create_invite(
-    conn: Conn, settings: Settings, body: schemas.InviteIn
-) -> schemas.InviteCreatedOut:
+async def create_invite(ctx: Ctx, body: schemas.InviteIn) -> schemas.InviteCreatedOut:
     """Create an invite; its code is shown once (and emailed when an address is given)."""
-    granted = await privileges(conn)
+    granted = await privileges(ctx.conn)
     company_id = str(body.company_id) if body.company_id else None
     if body.role in ("hr", "specialist") and not granted.is_admin:
         raise InviteForbidden("Only administrators invite HR and specialists")
@@ -33,30 +30,30 @@ async def create_invite(
         raise errors.InvalidRequest("Specialists are not invited into a company")
     code = new_opaque_token()
     invite = await repo.create_invite(
-        conn,
+        ctx.conn,
         code=code,
         role=body.role,
         company_id=company_id,
         email=body.email.lower() if body.email else None,
         session_allocation=body.session_allocation,
-        ttl_days=settings.invite_ttl_days,
+        ttl_days=ctx.settings.invite_ttl_days,
     )
     return schemas.InviteCreatedOut(**invite, code=code)
 
 
 async def list_invites(
-    conn: Conn, *, company_id: str | None, limit: int, offset: int
+    ctx: Ctx, *, company_id: str | None, limit: int, offset: int
 ) -> list[schemas.InviteOut]:
     """Invites the caller may see (RLS: all for admins, their companies' for HR)."""
-    rows = await repo.list_invites(conn, company_id=company_id, limit=limit, offset=offset)
+    rows = await repo.list_invites(ctx.conn, company_id=company_id, limit=limit, offset=offset)
     return [schemas.InviteOut(**r) for r in rows]
 
 
-async def revoke_invite(conn: Conn, invite_id: str) -> schemas.InviteOut:
+async def revoke_invite(ctx: Ctx, invite_id: str) -> schemas.InviteOut:
     """Revoke a pending invite."""
-    return schemas.InviteOut(**await repo.revoke_invite(conn, invite_id))
+    return schemas.InviteOut(**await repo.revoke_invite(ctx.conn, invite_id))
 
 
-async def accept_invite(conn: Conn, code: str) -> None:
+async def accept_invite(ctx: Ctx, code: str) -> None:
     """The signed-in person accepts an invite."""
-    await repo.accept_invite(conn, code)
+    await repo.accept_invite(ctx.conn, code)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from melhor_saude.context import Caller
-from melhor_saude.db import Conn
+from melhor_saude.context import Ctx
 from melhor_saude.identity import repository as repo
 from melhor_saude.identity import schemas
 from melhor_saude.identity.errors import UserNotFound
 
 
-async def me(conn: Conn, caller: Caller) -> schemas.MeOut:
+async def me(ctx: Ctx) -> schemas.MeOut:
     """Profile, active roles, memberships and accepted terms."""
-    user_id = caller.user_id or ""
+    conn, user_id = ctx.conn, ctx.user_id
     user = await repo.user_by_id(conn, user_id)
     if user is None:
         raise UserNotFound()
@@ -27,13 +26,13 @@ async def me(conn: Conn, caller: Caller) -> schemas.MeOut:
     )
 
 
-async def update_me(conn: Conn, caller: Caller, body: schemas.MeUpdateIn) -> schemas.MeOut:
+async def update_me(ctx: Ctx, body: schemas.MeUpdateIn) -> schemas.MeOut:
     """Change the caller's own name."""
-    await repo.update_profile(conn, body.full_name)
-    return await me(conn, caller)
+    await repo.update_profile(ctx.conn, body.full_name)
+    return await me(ctx)
 
 
-async def accept_terms(conn: Conn, caller: Caller, body: schemas.TermsIn) -> schemas.MeOut:
+async def accept_terms(ctx: Ctx, body: schemas.TermsIn) -> schemas.MeOut:
     """Record acceptance of a published terms or privacy version (idempotent)."""
-    await repo.accept_terms(conn, body.document, body.version)
-    return await me(conn, caller)
+    await repo.accept_terms(ctx.conn, body.document, body.version)
+    return await me(ctx)

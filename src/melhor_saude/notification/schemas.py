@@ -10,8 +10,10 @@ from pydantic import BaseModel, Field
 
 from melhor_saude.schemas import Strict, StrictBool
 
+Channel = Literal["email", "in_app"]
 
-class Notification(BaseModel):
+
+class NotificationOut(BaseModel):
     """One in-app notification."""
 
     id: uuid.UUID
@@ -23,28 +25,36 @@ class Notification(BaseModel):
     read_at: datetime | None
 
 
-class NotificationList(BaseModel):
+class NotificationsOut(BaseModel):
     """The caller's notifications, newest first; pass the last `created_at` as `before`."""
 
-    items: list[Notification]
+    items: list[NotificationOut]
     unread_count: int
 
 
-class Preference(Strict):
-    """Whether an event is delivered on a channel."""
+class PreferenceIn(Strict):
+    """Deliver an event on a channel, or not."""
 
     event: str = Field(min_length=1, max_length=64)
-    channel: Literal["email", "in_app"]
+    channel: Channel
     enabled: StrictBool
 
 
-class PreferenceList(BaseModel):
-    """Every event x channel (missing ones default to enabled)."""
+class PreferenceOut(BaseModel):
+    """Whether an event is delivered on a channel."""
 
-    preferences: list[Preference]
+    event: str
+    channel: Channel
+    enabled: bool
 
 
-class PreferenceUpdate(Strict):
+class PreferencesIn(Strict):
     """The preferences to change; others keep their value."""
 
-    preferences: list[Preference] = Field(min_length=1, max_length=100)
+    preferences: list[PreferenceIn] = Field(min_length=1, max_length=100)
+
+
+class PreferencesOut(BaseModel):
+    """Every event x channel (missing ones default to enabled)."""
+
+    preferences: list[PreferenceOut]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from melhor_saude import errors
 from melhor_saude.compliance import audit
+from melhor_saude.context import Ctx
 from melhor_saude.db import Conn
-from melhor_saude.notification import repository
+from melhor_saude.notification import repository, schemas
+from melhor_saude.notification.schemas import Channel
 from melhor_saude.notification.templates import RESOLVED_AT_DELIVERY, render
 
-Channel = Literal["email", "in_app"]
 CHANNELS: tuple[Channel, ...] = ("email", "in_app")
 
 # Events a person can receive (SPEC §11); preferences are per event and channel.
@@ -99,54 +100,59 @@ async def wants_email(conn: Conn, *, user_id: str, event: str) -> bool:
 
 
 async def list_notifications(
-    conn: Conn,
+    ctx: Ctx,
     *,
     unread_only: bool,
     before: datetime | None,
     before_id: str | None = None,
     limit: int,
-) -> tuple[list[dict[str, Any]], int]:
+) -> schemas.NotificationsOut:
     """The caller's notifications (newest first, after the cursor) and their unread count."""
     if before_id is not None and before is None:
         raise errors.InvalidRequest("before_id needs before", field="before_id")
     items = await repository.list_notifications(
-        conn, unread_only=unread_only, before=before, before_id=before_id, limit=limit
+        ctx.conn, unread_only=unread_only, before=before, before_id=before_id, limit=limit
     )
-    return items, await repository.count_unread(conn)
+    return schemas.NotificationsOut(
+        items=[schemas.NotificationOut(**item) for item in items],
+        unread_count=await repository.count_unread(ctx.conn),
+    )
 
 
-async def mark_read(conn: Conn, notification_id: str) -> dict[str, Any]:
+async def mark_read(ctx: Ctx, notification_id: str) -> schemas.NotificationOut:
     """Mark one of the caller's notifications read (idempotent); 404 for anyone else's."""
-    row = await repository.mark_read(conn, notification_id)
+    row = await repository.mark_read(ctx.conn, notification_id)
     if row is None:
         raise NotificationNotFound()
-    return row
+    return schemas.NotificationOut(**row)
 
 
-async def get_preferences(conn: Conn) -> list[dict[str, Any]]:
+async def get_preferences(ctx: Ctx) -> schemas.PreferencesOut:
     """Every event x channel for the caller, with the default (enabled) filled in."""
     stored = {
         (r["event"], r["channel"]): bool(r["enabled"])
-        for r in await repository.list_preferences(conn)
+        for r in await repository.list_preferences(ctx.conn)
     }
-    return [
-        {"event": event, "channel": channel, "enabled": stored.get((event, channel), True)}
-        for event in EVENTS
-        for channel in CHANNELS
-    ]
+    return schemas.PreferencesOut(
+        preferences=[
+            schemas.PreferenceOut(
+                event=event, channel=channel, enabled=stored.get((event, channel), True)
+            )
+            for event in EVENTS
+            for channel in CHANNELS
+        ]
+    )
 
 
 async def update_preferences(
-    conn: Conn, changes: list[tuple[str, Channel, bool]]
-) -> list[dict[str, Any]]:
+    ctx: Ctx, changes: list[schemas.PreferenceIn]
+) -> schemas.PreferencesOut:
     """Set some of the caller's preferences; return them all."""
-    for event, _, _ in changes:
-        if event not in EVENTS:
-            raise UnknownEvent(f"Unknown notification event: {event}", event=event)
-    await repository.set_preferences(
-        conn, [{"event": e, "channel": c, "enabled": on} for e, c, on in changes]
-    )
-    return await get_preferences(conn)
+    for change in changes:
+        if change.event not in EVENTS:
+            raise UnknownEvent(f"Unknown notification event: {change.event}", event=change.event)
+    await repository.set_preferences(ctx.conn, [c.model_dump() for c in changes])
+    return await get_preferences(ctx)
 
 
 # Delivery bookkeeping (worker side, service role).
