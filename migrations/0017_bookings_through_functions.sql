@@ -117,6 +117,39 @@ BEGIN
 END
 $$;
 
+-- Idempotency keys, for any creation a client may retry (bookings, purchases...): the
+-- first request with a key claims it (a concurrent twin waits here for it to commit
+-- or roll back); a repeat with the same request hash gets the first response; the
+-- same key with another request is refused. NULL: claimed, go ahead and store().
+CREATE FUNCTION idempotency_claim(p_key text, p_request_hash text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    stored public.idempotency_keys;
+BEGIN
+    INSERT INTO public.idempotency_keys (user_id, key, request_hash)
+    VALUES (auth.uid(), p_key, coalesce(p_request_hash, ''))
+    ON CONFLICT (user_id, key) DO NOTHING;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO stored FROM public.idempotency_keys
+    WHERE user_id = auth.uid() AND key = p_key FOR UPDATE;
+    IF stored.request_hash IS DISTINCT FROM coalesce(p_request_hash, '') THEN
+        RAISE EXCEPTION 'key used with another request'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'idempotency_key_reused';
+    END IF;
+    RETURN stored.response;
+END
+$$;
+
+CREATE FUNCTION idempotency_store(p_key text, p_response jsonb) RETURNS void
+    LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
+AS $$
+    UPDATE public.idempotency_keys SET status_code = 201, response = p_response
+    WHERE user_id = auth.uid() AND key = p_key;
+$$;
+
 -- The one way to book. As SPEC §5: a free slot for yourself (admins: any future time
 -- for anyone), at the rate in force on the specialist-local day, funded by the
 -- company's quota when you are an active member (reserving a credit), else self-paid.
@@ -145,7 +178,7 @@ DECLARE
     chosen_funding text;
     rate record;
     created public.bookings;
-    stored public.idempotency_keys;
+    replay jsonb;
     result jsonb;
 BEGIN
     IF me IS NULL THEN
@@ -153,18 +186,9 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege', CONSTRAINT = 'sign_in_required';
     END IF;
     IF p_idempotency_key IS NOT NULL THEN
-        -- The first request with a key takes it; a concurrent twin waits here for it.
-        INSERT INTO public.idempotency_keys (user_id, key, request_hash)
-        VALUES (me, p_idempotency_key, coalesce(p_request_hash, ''))
-        ON CONFLICT (user_id, key) DO NOTHING;
-        IF NOT FOUND THEN
-            SELECT * INTO stored FROM public.idempotency_keys
-            WHERE user_id = me AND key = p_idempotency_key FOR UPDATE;
-            IF stored.request_hash IS DISTINCT FROM coalesce(p_request_hash, '') THEN
-                RAISE EXCEPTION 'key used with another request'
-                    USING ERRCODE = 'check_violation', CONSTRAINT = 'idempotency_key_reused';
-            END IF;
-            RETURN stored.response;
+        replay := public.idempotency_claim(p_idempotency_key, p_request_hash);
+        IF replay IS NOT NULL THEN
+            RETURN replay;
         END IF;
     END IF;
     IF target <> me AND NOT admin THEN
@@ -269,8 +293,7 @@ BEGIN
                                'booking_created');
     result := public.booking_json(created);
     IF p_idempotency_key IS NOT NULL THEN
-        UPDATE public.idempotency_keys SET status_code = 201, response = result
-        WHERE user_id = me AND key = p_idempotency_key;
+        PERFORM public.idempotency_store(p_idempotency_key, result);
     END IF;
     RETURN result;
 END

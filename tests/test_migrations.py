@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 import uuid
@@ -32,8 +33,8 @@ def empty_database(server_url: str) -> Iterator[str]:
 
 def test_all_migrations_apply_to_an_empty_database_then_again_as_a_no_op(empty_database: str):
     applied = migrate(empty_database)
-    assert applied[0] == "procrastinate schema"
-    assert applied[1:] == [m.name for m in discover()]
+    assert applied[0] == "0000_procrastinate_schema"
+    assert applied == [m.name for m in discover()]
     assert migrate(empty_database) == []
 
 
@@ -159,3 +160,63 @@ async def test_emails_queued_before_0012_are_delivered_by_the_loops_after_it(
         assert conn.execute(
             "SELECT status, attempts FROM email_outbox WHERE id = %s", (email_id,)
         ).fetchone() == ("sent", 1)
+
+
+# procrastinate 3.10's schema.sql, and the newest migration it ships. When the pinned
+# version moves, copy each new file of procrastinate/sql/migrations/ into migrations/
+# as our next numbers (pre before post), then update these two values.
+PROCRASTINATE_SCHEMA_SHA256 = "c70ec4b400a60ad9592787653aae5ae77ae41bf801d56b5bd2712751a07f2009"
+PROCRASTINATE_NEWEST_MIGRATION = "03.04.00_50_post_add_retry_failed_job_procedure.sql"
+
+
+def test_procrastinates_schema_is_ours_and_pinned():
+    from importlib import metadata
+
+    import procrastinate
+    from procrastinate.schema import SchemaManager
+
+    installed = Path(procrastinate.__file__).parent / "sql" / "schema.sql"
+    ours = migrations_dir() / "0000_procrastinate_schema.sql"
+    assert hashlib.sha256(installed.read_bytes()).hexdigest() == PROCRASTINATE_SCHEMA_SHA256, (
+        f"procrastinate {metadata.version('procrastinate')} ships another schema: copy its new"
+        " migrations into migrations/ (see this test)"
+    )
+    assert ours.read_bytes() == installed.read_bytes()
+    shipped = sorted(p.name for p in Path(SchemaManager.get_migrations_path()).glob("*.sql"))
+    assert shipped[-1] == PROCRASTINATE_NEWEST_MIGRATION
+
+
+def test_a_database_whose_runner_installed_procrastinate_adopts_migration_0000(
+    empty_database: str,
+):
+    from procrastinate.schema import SchemaManager
+
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(SchemaManager.get_schema())  # as the runner before 0000 did
+    applied = migrate(empty_database)
+    assert applied[0] == "0001_security_model"
+    with psycopg.connect(empty_database) as conn:
+        row = conn.execute(
+            "SELECT checksum FROM schema_migrations WHERE version = '0000'"
+        ).fetchone()
+    assert row == (discover()[0].checksum,)
+
+
+def test_a_no_transaction_migration_can_build_an_index_concurrently(
+    empty_database: str, tmp_path: Path
+):
+    folder = tmp_path / "migrations"
+    shutil.copytree(migrations_dir(), folder)
+    (folder / "9000_index_bookings_concurrently.sql").write_text(
+        "-- no-transaction\n"
+        "-- A big table's index, built without blocking writes.\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS bookings_created\n"
+        "    ON bookings (created_at);\n"
+        "COMMENT ON INDEX bookings_created IS 'made concurrently';\n"
+    )
+    assert migrate(empty_database, folder)[-1] == "9000_index_bookings_concurrently"
+    with psycopg.connect(empty_database) as conn:
+        row = conn.execute(
+            "SELECT obj_description('bookings_created'::regclass, 'pg_class')"
+        ).fetchone()
+    assert row == ("made concurrently",)

@@ -67,11 +67,15 @@ async def test_worker_delivers_a_committed_email_promptly_and_stops_on_request(
         jobs.runtime()
 
 
-def test_building_the_job_app_twice_keeps_task_names(own_database: DatabaseUrls) -> None:
-    first = jobs.build_app(own_database.app)
-    second = jobs.build_app(own_database.app)
-    for app in (first, second):
-        assert "ms:refresh_exception_future_index" in app.tasks
-        assert not any(name.startswith("ms:ms:") for name in app.tasks)
-        periodic = {p.task.name for p in app.periodic_registry.periodic_tasks.values()}
-        assert "ms:refresh_exception_future_index" in periodic
+def test_tasks_are_registered_once_under_stable_names() -> None:
+    """One module-level procrastinate app; its import paths register every task and
+    schedule under the names jobs already queued in databases carry (`ms:...`)."""
+    import importlib
+
+    for module in jobs.TASK_MODULES:
+        importlib.import_module(module)
+    names = set(jobs.app.tasks)
+    assert {"ms:refresh_exception_future_index", "ms:purge_rate_limits"} <= names
+    assert not any(name.startswith("ms:ms:") for name in names)
+    periodic = {p.task.name for p in jobs.app.periodic_registry.periodic_tasks.values()}
+    assert {"ms:refresh_exception_future_index", "ms:purge_rate_limits"} <= periodic

@@ -97,6 +97,7 @@ def _routers() -> list[Any]:
     from melhor_saude.booking.api import router as booking_router
     from melhor_saude.company.api import router as company_router
     from melhor_saude.compliance.api import router as compliance_router
+    from melhor_saude.credit.api import router as credit_router
     from melhor_saude.identity.api import router as identity_router
     from melhor_saude.notification.api import router as notification_router
     from melhor_saude.specialist.api import router as specialist_router
@@ -109,6 +110,7 @@ def _routers() -> list[Any]:
         specialist_router,
         identity_router,
         company_router,
+        credit_router,
         notification_router,
         compliance_router,
     ]

@@ -1,4 +1,10 @@
-"""Background work: the procrastinate blueprint every domain registers its tasks on.
+"""Background work: the one procrastinate application every domain registers its tasks on.
+
+procrastinate's documented shape: one module-level `App` whose `import_paths` name
+the modules holding tasks; each task is registered with `@app.task(name=...)` (and
+`@app.periodic(...)` for a schedule) under an explicit, stable name. The connection
+is only known when the worker starts (the embedded server may be started then), so
+the runner swaps the connector in with `app.replace_connector(...)`.
 
 Tasks take only ids as arguments and open their own transaction through
 `job_transaction()`, acting as `service_role` unless told otherwise. Work that
@@ -17,11 +23,24 @@ from dataclasses import dataclass
 import procrastinate
 from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import SERVICE, Caller, Conn, transaction
+from melhor_saude.context import SERVICE, Caller
+from melhor_saude.db import Conn, transaction
 from melhor_saude.settings import Settings
 
-NAMESPACE = "ms"
-blueprint = procrastinate.Blueprint()
+# Modules whose import registers tasks on `app`.
+TASK_MODULES = [
+    "melhor_saude.availability.tasks",
+    "melhor_saude.identity.tasks",
+]
+
+# The connector is replaced when a worker starts (`connector_for`); this one is never
+# opened.
+app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=TASK_MODULES)
+
+
+def connector_for(app_url: str) -> procrastinate.PsycopgConnector:
+    """A connector bound to the application role's connection string."""
+    return procrastinate.PsycopgConnector(conninfo=app_url)
 
 
 @dataclass
@@ -53,50 +72,3 @@ async def job_transaction(caller: Caller = SERVICE) -> AsyncIterator[Conn]:
     """A transaction for a task, as the service role by default."""
     async with transaction(runtime().pool, caller) as conn:
         yield conn
-
-
-def task_modules() -> list[str]:
-    """Modules whose import registers tasks on the blueprint."""
-    return [
-        "melhor_saude.booking.tasks",
-        "melhor_saude.availability.tasks",
-        "melhor_saude.identity.tasks",
-    ]
-
-
-def build_app(app_url: str) -> procrastinate.App:
-    """A procrastinate app bound to the application role's connection string."""
-    import importlib
-
-    for module in task_modules():
-        importlib.import_module(module)
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=app_url))
-    _install_tasks(app)
-    return app
-
-
-def _install_tasks(app: procrastinate.App) -> None:
-    """Put the blueprint's tasks (and periodic schedules) on `app`, under `ms:`.
-
-    procrastinate's `add_tasks_from` renames the blueprint's tasks in place, so
-    it may run only once per process; later apps (tests, `serve` restarts) get
-    the already-namespaced tasks copied over instead of `ms:ms:` names.
-    """
-    global _namespaced  # noqa: PLW0603 - the blueprint is process-wide, so is this flag
-    if not _namespaced:
-        app.add_tasks_from(blueprint, namespace=NAMESPACE)
-        _namespaced = True
-        return
-    app.tasks.update(blueprint.tasks)
-    for task in set(blueprint.tasks.values()):
-        task.blueprint = app
-    for periodic in blueprint.periodic_registry.periodic_tasks.values():
-        app.periodic_registry.register_task(
-            task=periodic.task,
-            cron=periodic.cron,
-            periodic_id=periodic.periodic_id,
-            configure_kwargs=periodic.configure_kwargs,
-        )
-
-
-_namespaced = False

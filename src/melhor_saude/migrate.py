@@ -1,4 +1,15 @@
-"""Forward-only migrations: numbered SQL files applied once, in order, recorded with a checksum."""
+"""Forward-only migrations: numbered SQL files applied once, in order, recorded with a checksum.
+
+Migration 0000 is procrastinate's own schema, a frozen copy of the installed
+version's `schema.sql` (a test pins its hash to the pinned procrastinate version).
+When procrastinate moves, its new migration files are copied in as our next
+numbers. Databases made before 0000 existed (the runner used to install the schema
+itself) already hold it: there 0000 is recorded as applied without running.
+
+A file whose first line is `-- no-transaction` runs outside a transaction, one
+statement at a time (for `CREATE INDEX CONCURRENTLY` on a big table); it must be
+safe to run again after a failure part-way.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +21,12 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
-from procrastinate.schema import SchemaManager
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+PROCRASTINATE_SCHEMA = "0000"
+NO_TRANSACTION = "-- no-transaction"
 # Any migrator holds this for the whole run, so two starting replicas never race.
 _LOCK_KEY = 7_315_402_118
 
@@ -66,12 +78,44 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-def _ensure_procrastinate(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
-    exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
-    if exists and exists[0]:
-        return False
-    conn.execute(SchemaManager.get_schema())
-    return True
+def _procrastinate_installed(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    found = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
+    return bool(found and found[0])
+
+
+def _record(conn: psycopg.Connection[tuple[object, ...]], migration: Migration) -> None:
+    conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+        (migration.version, migration.name, migration.checksum),
+    )
+
+
+def _apply(conn: psycopg.Connection[tuple[object, ...]], migration: Migration) -> None:
+    if migration.sql.startswith(NO_TRANSACTION):
+        for statement in _statements(migration.sql):
+            conn.execute(statement.encode())
+        _record(conn, migration)
+        return
+    with conn.transaction():
+        conn.execute(migration.sql.encode())
+        _record(conn, migration)
+
+
+def _statements(sql: str) -> list[str]:
+    """The statements of a no-transaction migration: split on lines ending with `;`
+    (such files hold plain DDL, no function bodies)."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in sql.splitlines():
+        if line.lstrip().startswith("--") and not current:
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append("\n".join(current))
+            current = []
+    if "".join(current).strip():
+        statements.append("\n".join(current))
+    return statements
 
 
 def status(admin_url: str) -> list[tuple[str, str, bool]]:
@@ -99,15 +143,12 @@ def migrate(admin_url: str, directory: Path | None = None) -> list[str]:
                             f"migration {migration.name} was changed after it was applied"
                         )
                     continue
-                with conn.transaction():
-                    if _ensure_procrastinate(conn):
-                        applied_now.append("procrastinate schema")
-                    conn.execute(migration.sql.encode())
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum)"
-                        " VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
-                    )
+                if migration.version == PROCRASTINATE_SCHEMA and _procrastinate_installed(conn):
+                    # Installed by an earlier runner: adopt it as applied.
+                    _record(conn, migration)
+                    log.info("adopted migration %s (already installed)", migration.name)
+                    continue
+                _apply(conn, migration)
                 log.info("applied migration %s", migration.name)
                 applied_now.append(migration.name)
         finally:

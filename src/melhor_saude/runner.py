@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import procrastinate
 import uvicorn
 from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
 
+from melhor_saude import jobs
 from melhor_saude.app import create_app, init_process
 from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
-from melhor_saude.jobs import JobRuntime, build_app, set_runtime
 from melhor_saude.notification.delivery import run_delivery
 from melhor_saude.settings import Settings, get_settings
 
@@ -39,30 +41,42 @@ async def run_worker(
         stop = asyncio.Event()
     pool = make_pool(urls.app, min_size=1, max_size=2 * max(1, concurrency), name="jobs")
     await pool.open(wait=True)
-    set_runtime(JobRuntime(pool=pool, settings=settings))
-    app = build_app(urls.app)
+    jobs.set_runtime(jobs.JobRuntime(pool=pool, settings=settings))
+    app = jobs.app
     try:
-        async with app.open_async():
-            running = [
-                asyncio.create_task(
-                    app.run_worker_async(concurrency=concurrency, install_signal_handlers=False)
-                ),
-                asyncio.create_task(run_delivery(pool, settings, stop, loops=concurrency)),
-            ]
-            stopping = asyncio.create_task(stop.wait())
-            try:
-                # Until asked to stop, or until either half ends (it raised).
-                await asyncio.wait([stopping, *running], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.set()
-                running[0].cancel()
-                await asyncio.gather(stopping, *running, return_exceptions=True)
-            for task in running:
-                if not task.cancelled() and (error := task.exception()) is not None:
-                    raise error
+        with app.replace_connector(jobs.connector_for(urls.app)):
+            await _run_worker_halves(app, pool, settings, stop, concurrency)
     finally:
-        set_runtime(None)
+        jobs.set_runtime(None)
         await pool.close()
+
+
+async def _run_worker_halves(
+    app: procrastinate.App,
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    stop: asyncio.Event,
+    concurrency: int,
+) -> None:
+    """procrastinate's worker and the delivery loops side by side, until `stop` or until
+    either half ends (then its error is raised)."""
+    async with app.open_async():
+        running = [
+            asyncio.create_task(
+                app.run_worker_async(concurrency=concurrency, install_signal_handlers=False)
+            ),
+            asyncio.create_task(run_delivery(pool, settings, stop, loops=concurrency)),
+        ]
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([stopping, *running], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()
+            running[0].cancel()
+            await asyncio.gather(stopping, *running, return_exceptions=True)
+        for task in running:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
 
 
 async def run_all(

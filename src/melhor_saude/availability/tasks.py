@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from melhor_saude.availability import repository
-from melhor_saude.jobs import blueprint, job_transaction
+from melhor_saude.jobs import app, job_transaction
 
 
-@blueprint.periodic(cron="15 3 1 * *", periodic_id="refresh_exception_future_index")
-@blueprint.task(name="refresh_exception_future_index", queueing_lock="exception-index")
+@app.periodic(cron="15 3 1 * *", periodic_id="refresh_exception_future_index")
+@app.task(name="ms:refresh_exception_future_index", queueing_lock="exception-index")
 async def refresh_exception_future_index(timestamp: int) -> None:
     """Move the future-dates partial index's cut-off to today (monthly)."""
     del timestamp

@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 
 from melhor_saude.booking import schemas, service
+from melhor_saude.idempotency import IdempotencyKey
 from melhor_saude.schemas import Instant, Limit, Offset
 from melhor_saude.web import CtxDep, responses
 
 router = APIRouter(prefix="/v1", tags=["bookings"])
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$"),
-]
 
 
 @router.post("/bookings", status_code=201, responses=responses(404, 409))
@@ -98,9 +95,3 @@ async def set_meeting_url(
 ) -> schemas.BookingOut:
     """Set or clear the session's https video link (its specialist or an admin)."""
     return await service.set_meeting_url(ctx, str(booking_id), body)
-
-
-@router.get("/me/credits", tags=["me"])
-async def my_credits(ctx: CtxDep) -> list[schemas.CreditsOut]:
-    """Session credits with your company: allocation, held, used, available."""
-    return await service.my_credits(ctx)

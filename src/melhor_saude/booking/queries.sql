@@ -30,6 +30,3 @@ LIMIT %(limit)s OFFSET %(offset)s;
 -- history --
 SELECT old_status, new_status, old_starts_at, new_starts_at, changed_by, reason, changed_at
 FROM booking_status_history WHERE booking_id = %(id)s ORDER BY id;
-
--- my_credits --
-SELECT company_id, allocation, held, used, available FROM my_session_credits();

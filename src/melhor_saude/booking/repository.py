@@ -87,7 +87,3 @@ async def list_bookings(
 
 async def history(conn: Conn, booking_id: str) -> list[Row]:
     return await _q.all(conn, "history", id=booking_id)
-
-
-async def my_credits(conn: Conn) -> list[Row]:
-    return await _q.all(conn, "my_credits")

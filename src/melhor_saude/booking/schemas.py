@@ -72,11 +72,3 @@ class HistoryOut(BaseModel):
     changed_by: UUID | None
     reason: str | None
     changed_at: datetime
-
-
-class CreditsOut(BaseModel):
-    company_id: UUID
-    allocation: int
-    held: int
-    used: int
-    available: int

@@ -10,20 +10,13 @@ module turns requests into those calls and rows into responses.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime
 
 from melhor_saude.booking import repository as repo
 from melhor_saude.booking import schemas
 from melhor_saude.booking.errors import BookingNotFound
 from melhor_saude.context import Ctx
-
-
-def request_hash(body: schemas.BookingIn) -> str:
-    """A stable digest of a creation request, to tell a retry from a different request."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+from melhor_saude.idempotency import request_hash
 
 
 async def create_booking(
@@ -42,7 +35,7 @@ async def create_booking(
         user_id=str(body.user_id) if body.user_id else None,
         default_currency=ctx.settings.default_currency,
         idempotency_key=idempotency_key,
-        request_hash=request_hash(body) if idempotency_key else None,
+        request_hash=request_hash("booking", body) if idempotency_key else None,
     )
     return schemas.BookingOut.model_validate(booking)
 
@@ -109,8 +102,3 @@ async def set_meeting_url(
     return schemas.BookingOut.model_validate(
         await repo.set_meeting_url(ctx.conn, booking_id, body.meeting_url)
     )
-
-
-async def my_credits(ctx: Ctx) -> list[schemas.CreditsOut]:
-    """The caller's session credits with their company."""
-    return [schemas.CreditsOut(**r) for r in await repo.my_credits(ctx.conn)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from melhor_saude.db import Conn, Queries
+from melhor_saude.db import Conn, Queries, Row
 
 _q = Queries("melhor_saude.credit")
 
@@ -32,3 +32,8 @@ async def release_credit(conn: Conn, booking_id: str) -> bool:
 async def forfeit_credit(conn: Conn, booking_id: str) -> bool:
     """Spend a cancelled booking's reserved session (a late cancellation)."""
     return await settle(conn, booking_id, "forfeit")
+
+
+async def my_credits(conn: Conn) -> list[Row]:
+    """The caller's allocation, held, used and available sessions per company."""
+    return await _q.all(conn, "my_credits")

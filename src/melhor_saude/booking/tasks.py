@@ -1,1 +1,0 @@
-"""Booking background tasks (registered on the jobs blueprint)."""
