@@ -12,12 +12,16 @@ import time
 import psycopg
 
 # At scale 1.0: 10,000 specialists, 50,000 employees in 100 companies,
-# 1,000,000 bookings (100 per specialist), 100,000 exceptions (10 per specialist).
+# 1,000,000 bookings (100 per specialist), 100,000 exceptions (10 per specialist),
+# 1,000,000 cancellations (150,000 of those bookings plus 850,000 cancelled ones).
 SPECIALISTS = 10_000
 EMPLOYEES = 50_000
 COMPANIES = 100
 BOOKINGS_PER_SPECIALIST = 100
 EXCEPTIONS_PER_SPECIALIST = 10
+# Cancelled sessions in the past, besides the bookings above, so that with the
+# cancelled ones among those there are 1,000,000 cancellations (the seed's scale).
+CANCELLATIONS = 1_000_000
 
 STEPS = [
     (
@@ -100,6 +104,45 @@ STEPS = [
           ON e.n = (s.n * 7919 + k * 104729) %% %(employees)s""",
     ),
     (
+        "cancelled_bookings",
+        # Past sessions cancelled at various times, on the hour between 06:00 and 20:00
+        # UTC of the last 400 days; cancelled rows are outside the overlap constraint.
+        """
+        INSERT INTO bookings (user_id, specialist_id, pillar, starts_at, ends_at, blocked_until,
+                              status, price, currency, funding)
+        SELECT e.id, s.id, s.pillars[1], t, t + interval '1 hour', t + interval '1 hour',
+               'cancelled', 1500, 'MZN', 'self_pay'
+        FROM (SELECT id, pillars, row_number() OVER (ORDER BY id) AS n FROM specialists) s
+        CROSS JOIN generate_series(1, greatest(0, %(cancellations)s / %(specialists)s
+               - (%(per_specialist)s * 3 / 4) / 5)) k
+        CROSS JOIN LATERAL (SELECT date_trunc('hour', now()) - interval '1 day'
+                                   - ((s.n * 31 + k * 97) %% 400) * interval '1 day'
+                                   - ((s.n + k) %% 14) * interval '1 hour' AS t) ts
+        JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
+              WHERE email LIKE 'emp%%@bench.example') e
+          ON e.n = (s.n * 3 + k * 7) %% %(employees)s""",
+    ),
+    (
+        "cancellations",
+        # One record per cancelled booking, as cancel_booking_core() writes them.
+        """
+        INSERT INTO booking_cancellations (booking_id, cancelled_by, reason, reason_code,
+                                           cancellation_policy_applied, credit_outcome,
+                                           notice_hours, hours_before_start, created_at)
+        SELECT b.id, CASE WHEN x.p IN ('on_time', 'late') THEN b.user_id ELSE b.specialist_id END,
+               'Motivo ' || x.c, x.c, x.p, 'none', 24, x.h,
+               b.starts_at - make_interval(hours => x.h::integer)
+        FROM bookings b
+        CROSS JOIN LATERAL (
+            SELECT (ARRAY['schedule_conflict', 'illness', 'specialist_unavailable', 'emergency',
+                          'other'])[1 + abs(hashtext(b.id::text)) %% 5] AS c,
+                   (ARRAY['on_time', 'on_time', 'late', 'by_specialist', 'by_admin'])
+                       [1 + abs(hashtext(b.id::text) / 7) %% 5] AS p,
+                   (1 + abs(hashtext(b.id::text) / 11) %% 96)::numeric AS h
+        ) x
+        WHERE b.status = 'cancelled'""",
+    ),
+    (
         "exceptions",
         """
         INSERT INTO specialist_availability_exceptions (specialist_id, exception_date,
@@ -124,6 +167,7 @@ def generate(owner_url: str, scale: float = 1.0) -> dict[str, float]:
         "employees": max(10, int(EMPLOYEES * scale)),
         "per_specialist": BOOKINGS_PER_SPECIALIST,
         "exceptions": EXCEPTIONS_PER_SPECIALIST,
+        "cancellations": max(10, int(CANCELLATIONS * scale)),
     }
     timings: dict[str, float] = {}
     with psycopg.connect(owner_url, autocommit=True) as conn:
@@ -150,6 +194,7 @@ def table_counts(owner_url: str) -> dict[str, int]:
         "booking_status_history",
         "specialist_availability_exceptions",
         "specialist_weekly_hours",
+        "booking_cancellations",
     ]
     with psycopg.connect(owner_url) as conn:
         return {

@@ -190,6 +190,32 @@ def wrk_bookings(
     )
 
 
+def wrk_cancels(
+    base: str,
+    targets: list[tuple[str, str]],
+    targets_file: Path,
+    *,
+    clients: int,
+    seconds: float,
+    probe: CpuProbe | None = None,
+) -> dict[str, object]:
+    """`clients` connections each cancelling the next unused booking as its own user;
+    `targets` are (booking id, that user's token), more than the phase can use."""
+    with targets_file.open("w") as out:
+        for booking_id, token in targets:
+            out.write(f"{booking_id} {token}\n")
+    return measured(
+        probe,
+        lambda: run_wrk(
+            base,
+            "cancel.lua",
+            connections=clients,
+            seconds=seconds,
+            env={"BENCH_TARGETS": str(targets_file)},
+        ),
+    )
+
+
 async def slots_phase(
     base: str,
     token: str,
@@ -276,6 +302,35 @@ async def booking_phase(
                     "/v1/bookings",
                     headers=headers,
                     json={"specialist_id": sid, "starts_at": starts_at},
+                )
+                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                result.statuses[r.status_code] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(clients)])
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+async def cancel_phase(
+    base: str, targets: list[tuple[str, str]], *, clients: int, seconds: float
+) -> Result:
+    """Each loop cancels the next unused booking as its own user, for `seconds`."""
+    result = Result("cancellations")
+    queue = iter(targets)
+    deadline = time.perf_counter() + seconds
+    body = {"reason": "Conflito de agenda", "reason_code": "schedule_conflict"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                booking_id, token = next(queue)
+                started = time.perf_counter()
+                r = await client.post(
+                    f"/v1/bookings/{booking_id}/cancel",
+                    headers={"Authorization": f"Bearer {token}"},
+                    json=body,
                 )
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
                 result.statuses[r.status_code] += 1

@@ -34,9 +34,11 @@ from generate import generate, table_counts
 from load import (
     booking_phase,
     booking_targets,
+    cancel_phase,
     slots_phase,
     wrk_binary,
     wrk_bookings,
+    wrk_cancels,
     wrk_slots,
 )
 from melhor_saude.db import start_embedded, with_database
@@ -220,17 +222,46 @@ def people(db_url: str, settings: Settings) -> tuple[list[tuple[str, str]], list
     return specialists, tokens, tokens[0]
 
 
+def cancel_targets(db_url: str, settings: Settings, n: int) -> list[tuple[str, str]]:
+    """`n` active bookings at least a day ahead (company-funded first: the path that
+    settles a credit), each with a token of its own user."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            """
+            SELECT b.id, b.user_id, u.email FROM bookings b JOIN users u ON u.id = b.user_id
+            WHERE b.status IN ('pending', 'confirmed') AND b.starts_at > now() + interval '1 day'
+            ORDER BY b.funding = 'company_quota' DESC, b.id
+            LIMIT %s
+            """,
+            (n,),
+        ).fetchall()
+    tokens: dict[str, str] = {}
+    targets = []
+    for booking_id, user_id, email in rows:
+        user = str(user_id)
+        if user not in tokens:
+            tokens[user] = issue_access_token(
+                settings, user_id=user, email=email, app_roles=["user"]
+            )[0]
+        targets.append((str(booking_id), tokens[user]))
+    return targets
+
+
 def per_pgbench(
-    pgbench_tps: dict[str, dict[str, float]], slots: dict[str, Any], booked: dict[str, Any]
+    pgbench_tps: dict[str, dict[str, float]],
+    slots: dict[str, Any],
+    booked: dict[str, Any],
+    cancelled: dict[str, Any],
 ) -> dict[str, float]:
-    """Slots/s as a % of pgbench select-only tps, bookings/s as a % of TPC-B-like tps."""
+    """Slots/s as a % of pgbench select-only tps; bookings/s and cancellations/s as a %
+    of TPC-B-like tps."""
+    tpcb = pgbench_tps["tpcb_like"]["tps"]
     return {
         "slots_pct_of_select_only": round(
             100 * float(slots["per_second"]) / pgbench_tps["select_only"]["tps"], 2
         ),
-        "bookings_pct_of_tpcb": round(
-            100 * float(booked["ok_per_second"]) / pgbench_tps["tpcb_like"]["tps"], 2
-        ),
+        "bookings_pct_of_tpcb": round(100 * float(booked["ok_per_second"]) / tpcb, 2),
+        "cancellations_pct_of_tpcb": round(100 * float(cancelled["ok_per_second"]) / tpcb, 2),
     }
 
 
@@ -332,6 +363,14 @@ def main() -> None:
                             seconds=phase_seconds,
                             probe=probe,
                         )
+                        cancelled = wrk_cancels(
+                            base,
+                            cancel_targets(db_url, settings, phase_seconds * 2000),
+                            OUT / "cancel-targets.txt",
+                            clients=16,
+                            seconds=phase_seconds,
+                            probe=probe,
+                        )
                     else:
                         slots = asyncio.run(
                             slots_phase(
@@ -341,13 +380,22 @@ def main() -> None:
                         booked = asyncio.run(
                             booking_phase(base, tokens, targets, clients=32, seconds=phase_seconds)
                         ).summary()
+                        cancelled = asyncio.run(
+                            cancel_phase(
+                                base,
+                                cancel_targets(db_url, settings, phase_seconds * 2000),
+                                clients=16,
+                                seconds=phase_seconds,
+                            )
+                        ).summary()
                     entry = {
                         "workers": workers,
                         "run": run + 1,
                         "slots": slots,
                         "bookings": booked,
+                        "cancellations": cancelled,
                         # Machines of one kind differ by 2-3x; these ratios travel between them.
-                        "per_pgbench": per_pgbench(ceiling, slots, booked),
+                        "per_pgbench": per_pgbench(ceiling, slots, booked, cancelled),
                     }
                     if use_wrk and run == 0:
                         # The latency of one request with nothing queued ahead of it.
@@ -371,8 +419,12 @@ def main() -> None:
                         f" p99 {slots['p99_ms']} ms {slots['per_second']}/s | bookings"
                         f" {booked['ok_per_second']}/s p50 {booked['median_ms']} ms"
                         f" p99 {booked['p99_ms']} ms {booked['statuses']}"
+                        f" | cancellations {cancelled['ok_per_second']}/s"
+                        f" p50 {cancelled['median_ms']} ms p99 {cancelled['p99_ms']} ms"
+                        f" {cancelled['statuses']}"
                         f" | CPU ms/request slots {slots.get('cpu_ms_per_request')}"
                         f" bookings {booked.get('cpu_ms_per_request')}"
+                        f" cancellations {cancelled.get('cpu_ms_per_request')}"
                         f" | % of pgbench {entry['per_pgbench']}",
                         flush=True,
                     )

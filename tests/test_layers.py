@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("credit", "idempotency"),
     ("booking",),
     ("package", "recurring", "note", "recording"),
-    ("web",),
+    ("web", "functions"),
     ("app", "runner", "demo", "cli"),
 ]
 
@@ -41,7 +41,7 @@ def layer_of(module: str) -> int:
     the HTTP edge; otherwise its first component decides."""
     parts = module.split(".")
     if parts[-1] == "api":
-        return LAYERS.index(("web",))
+        return LAYERS.index(("web", "functions"))
     first = parts[1] if len(parts) > 1 else ""
     for index, names in enumerate(LAYERS):
         if first in names:

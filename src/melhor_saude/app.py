@@ -98,6 +98,7 @@ def _routers() -> list[Any]:
     from melhor_saude.company.api import router as company_router
     from melhor_saude.compliance.api import router as compliance_router
     from melhor_saude.credit.api import router as credit_router
+    from melhor_saude.functions.api import router as functions_router
     from melhor_saude.identity.api import router as identity_router
     from melhor_saude.notification.api import router as notification_router
     from melhor_saude.specialist.api import router as specialist_router
@@ -111,6 +112,7 @@ def _routers() -> list[Any]:
         identity_router,
         company_router,
         credit_router,
+        functions_router,
         notification_router,
         compliance_router,
     ]

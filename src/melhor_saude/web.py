@@ -48,7 +48,9 @@ async def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def _caller_of(request: Request, *, allow_service: bool = False) -> Caller:
+def caller_of(request: Request, *, allow_service: bool = False) -> Caller:
+    """The caller the request's bearer token names (anonymous without one); 401 for a bad
+    token, and for a service token where it is not allowed."""
     header = request.headers.get("authorization")
     if not header:
         return ANON
@@ -64,7 +66,7 @@ def _caller_of(request: Request, *, allow_service: bool = False) -> Caller:
 
 async def get_caller(request: Request, _: BearerDoc) -> Caller:
     """The caller from the `Authorization: Bearer` header; anonymous without one."""
-    return _caller_of(request)
+    return caller_of(request)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -73,7 +75,7 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 async def require_user(request: Request, _: BearerDoc) -> Caller:
     """An authenticated caller, or 401. (One dependency, not a chain of three: every
     signed-in request resolves it.)"""
-    caller = _caller_of(request)
+    caller = caller_of(request)
     if caller.role == "anon":
         raise errors.Unauthorized()
     return caller
@@ -84,7 +86,7 @@ UserDep = Annotated[Caller, Depends(require_user)]
 
 async def require_user_or_service(request: Request, _: BearerDoc) -> Caller:
     """A signed-in person or the service's own token (the recurring dispatcher only)."""
-    caller = _caller_of(request, allow_service=True)
+    caller = caller_of(request, allow_service=True)
     if caller.role == "anon":
         raise errors.Unauthorized()
     return caller
@@ -274,7 +276,9 @@ def document_errors(app: FastAPI) -> None:
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
-        for operations in document["paths"].values():
+        for path, operations in document["paths"].items():
+            if path.startswith("/functions/"):
+                continue  # the edge functions document their own (original) error shape
             for method, operation in operations.items():
                 answers = operation.setdefault("responses", {})
                 # FastAPI's own 422 entry describes its default body, not ours.
@@ -424,7 +428,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await self._refuse(send)
+                    await self._refuse(send, scope.get("path", ""))
                     return
         seen = 0
         refused = False
@@ -437,7 +441,7 @@ class BodyLimitMiddleware:
                 if seen > self.max_bytes and not refused:
                     # Answer now, then tell the app the client went away so it stops reading.
                     refused = True
-                    await self._refuse(send)
+                    await self._refuse(send, scope.get("path", ""))
                     return {"type": "http.disconnect"}
             return message
 
@@ -447,5 +451,9 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited_receive, guarded_send)
 
-    async def _refuse(self, send: Send) -> None:
-        await _send_json(send, 413, error_body(errors.PayloadTooLarge()))
+    async def _refuse(self, send: Send, path: str = "") -> None:
+        error = errors.PayloadTooLarge()
+        if path.startswith("/functions/"):  # the edge functions' own error shape
+            await _send_json(send, 413, {"error": error.message, "code": error.code})
+            return
+        await _send_json(send, 413, error_body(error))

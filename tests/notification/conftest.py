@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from psycopg_pool import AsyncConnectionPool
 
+from melhor_saude.app import create_app
 from melhor_saude.db import DatabaseUrls, make_pool
+from melhor_saude.settings import Settings
 
 from ..databases import migrated_database
 from .helpers import Inbox, free_port
@@ -40,3 +43,14 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
         yield inbox, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+async def worker_client(
+    settings: Settings, worker_database: DatabaseUrls, worker_pool: AsyncConnectionPool
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, urls=worker_database, run_migrations=False)
+    app.state.pool = worker_pool
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client

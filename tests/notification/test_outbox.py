@@ -178,6 +178,8 @@ def test_every_template_renders_in_portuguese_with_its_parameters() -> None:
         "specialist": "Dra. Rita",
         "starts_at": "2026-12-03T12:00:00+00:00",
         "timezone": "Africa/Maputo",
+        "client": "Bruno",
+        "cancelled_by": "pelo cliente",
     }
     subjects = {name: render(name, params, BASE).subject for name in TEMPLATES}
     assert subjects == {
@@ -189,7 +191,12 @@ def test_every_template_renders_in_portuguese_with_its_parameters() -> None:
         "booking_confirmed": "Sessão confirmada para 03/12/2026 14:00 (CAT)",
         "booking_cancelled": "Sessão cancelada: 03/12/2026 14:00 (CAT)",
         "booking_rescheduled": "Sessão remarcada para 03/12/2026 14:00 (CAT)",
+        "booking_cancelled_to_specialist": "Sessão cancelada: 03/12/2026 14:00 (CAT)",
     }
+    assert (
+        "cancelada pelo cliente"
+        in render("booking_cancelled_to_specialist", params, BASE).body_text
+    )
     invite = render("invite", params, BASE).body_text
     assert "Acme" in invite
     assert "colaborador" in invite

@@ -71,6 +71,7 @@ EXPECTED_SELECT: dict[str, dict[str, int | None]] = {
     "specialist_availability_exceptions": _sees(None, 2, 2, 2, 2, 2, 2, 2),
     "bookings": _sees(None, 1, 1, 1, 1, 0, 0, 2),
     "booking_status_history": _sees(None, 1, 1, 1, 1, 0, 0, 2),
+    "booking_cancellations": _sees(None, 1, 0, 1, 0, 0, 0, 1),
     "idempotency_keys": _sees(None, 1, 1, 0, 0, 0, 0, 0),
     "session_credit_ledger": _sees(None, 1, 1, 0, 0, 0, 0, 2),
 }
@@ -204,6 +205,14 @@ def _seed(conn: psycopg.Connection[Any]) -> dict[str, str]:
         ).fetchone()
         assert booking is not None
         x("SELECT reserve_session_credit(%s)", (booking[0],))
+        if user == "employee":  # a cancellation record (its booking's visibility)
+            x(
+                "INSERT INTO booking_cancellations (booking_id, cancelled_by, reason,"
+                " reason_code, cancellation_policy_applied, credit_outcome, notice_hours,"
+                " hours_before_start) VALUES (%s, %s, 'x', 'other', 'on_time', 'released',"
+                " 24, 30)",
+                (booking[0], ids[user]),
+            )
     return ids
 
 
@@ -375,13 +384,13 @@ EXPECTED_FUNCTIONS = {
         "auth.client", "auth.has_role", "auth.hr_company_ids", "auth.is_admin",
         "auth.is_specialist", "auth.jwt", "auth.member_company_ids", "auth.role", "auth.uid",
         "public.accept_invite", "public.accept_terms", "public.add_specialist_rate",
-        "public.create_availability_exceptions", "public.create_booking",
-        "public.create_company", "public.create_invite", "public.create_session_type",
-        "public.deactivate_company", "public.delete_availability_exception",
-        "public.grant_role", "public.is_valid_timezone", "public.mark_notification_read",
-        "public.my_session_credits", "public.remove_member", "public.replace_weekly_hours",
-        "public.reschedule_booking", "public.revoke_invite", "public.revoke_role",
-        "public.set_booking_meeting_url", "public.set_booking_status",
+        "public.cancel_booking", "public.cancellation_policy", "public.cancellation_report",
+        "public.create_availability_exceptions", "public.create_booking", "public.create_company",
+        "public.create_invite", "public.create_session_type", "public.deactivate_company",
+        "public.delete_availability_exception", "public.grant_role", "public.is_valid_timezone",
+        "public.mark_notification_read", "public.my_session_credits", "public.remove_member",
+        "public.replace_weekly_hours", "public.reschedule_booking", "public.revoke_invite",
+        "public.revoke_role", "public.set_booking_meeting_url", "public.set_booking_status",
         "public.set_member_allocation", "public.set_notification_preferences",
         "public.specialist_busy_ranges", "public.specialist_exception_private",
         "public.specialist_rate_on", "public.specialist_schedule", "public.update_company",

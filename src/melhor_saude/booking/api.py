@@ -7,9 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from melhor_saude.booking import schemas, service
+from melhor_saude.booking import cancellation, reports, schemas, service
 from melhor_saude.idempotency import IdempotencyKey
-from melhor_saude.schemas import Instant, Limit, Offset
+from melhor_saude.schemas import DayQuery, Instant, Limit, Offset
 from melhor_saude.web import CtxDep, responses
 
 router = APIRouter(prefix="/v1", tags=["bookings"])
@@ -95,3 +95,31 @@ async def set_meeting_url(
 ) -> schemas.BookingOut:
     """Set or clear the session's https video link (its specialist or an admin)."""
     return await service.set_meeting_url(ctx, str(booking_id), body)
+
+
+@router.post("/bookings/{booking_id}/cancel", responses=responses(409))
+async def cancel(booking_id: UUID, body: schemas.CancelIn, ctx: CtxDep) -> schemas.CancelOut:
+    """Cancel a future session (its user, its specialist or an admin; not HR). A reason is
+    required. The policy comes from the booking's own notice (default 24 h): the user
+    cancelling in time gets the credit back, later forfeits it; cancelled by the
+    specialist or an admin, it comes back. Money is never refunded by the system.
+    `ALREADY_CANCELLED`, `BOOKING_IN_PAST`, `INVALID_TRANSITION` (completed, no-show)."""
+    return await cancellation.cancel_booking(ctx, str(booking_id), body)
+
+
+@router.get("/bookings/{booking_id}/cancellation")
+async def get_cancellation(booking_id: UUID, ctx: CtxDep) -> schemas.CancellationOut:
+    """A cancelled booking's cancellation record."""
+    return await cancellation.get_cancellation(ctx, str(booking_id))
+
+
+@router.get("/reports/cancellations", tags=["reports"])
+async def cancellation_report(
+    ctx: CtxDep,
+    group_by: schemas.ReportGroup = "reason_code",
+    from_: Annotated[DayQuery, Query(alias="from")] = None,
+    to: DayQuery = None,
+) -> schemas.CancellationReportOut:
+    """Cancellations counted by reason code, policy, specialist or month (default: the
+    last 30 days). Admins see all; a specialist sees their own sessions'."""
+    return await reports.cancellation_report(ctx, group_by, from_, to)

@@ -65,6 +65,20 @@ class BookingWithSelf(errors.Conflict):
     code = "BOOKING_WITH_SELF"
 
 
+class AlreadyCancelled(errors.Conflict):
+    """The booking is already cancelled."""
+
+    code = "ALREADY_CANCELLED"
+
+
+class CancellationNotFound(errors.NotFound):
+    """This booking has no cancellation (or you may not see it)."""
+
+
+class ReportForbidden(errors.Forbidden):
+    """Reports are for specialists and administrators."""
+
+
 class BookingForOthers(errors.Forbidden):
     """You can only book sessions for yourself."""
 
@@ -86,5 +100,9 @@ for _name, _error in {
     "pillar_not_offered": errors.InvalidRequest,
     "mode_not_offered": errors.InvalidRequest,
     "meeting_url_invalid": errors.InvalidRequest,
+    "already_cancelled": AlreadyCancelled,
+    "cancellation_reason_required": errors.InvalidRequest,
+    "booking_cancellations_booking_key": AlreadyCancelled,
+    "report_forbidden": ReportForbidden,
 }.items():
     errors.register_constraint(_name, _error)

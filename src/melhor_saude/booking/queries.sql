@@ -1,4 +1,4 @@
--- Bookings and the session-credit ledger. Changes are the functions of migration 0017.
+-- Bookings and the session-credit ledger. Changes are the functions of migrations 0017-0018.
 
 -- create_booking --
 SELECT create_booking(%(specialist_id)s, %(starts_at)s, %(session_type_id)s, %(pillar)s,
@@ -30,3 +30,12 @@ LIMIT %(limit)s OFFSET %(offset)s;
 -- history --
 SELECT old_status, new_status, old_starts_at, new_starts_at, changed_by, reason, changed_at
 FROM booking_status_history WHERE booking_id = %(id)s ORDER BY id;
+
+-- cancel_booking --
+SELECT cancel_booking(%(id)s, %(reason)s, %(reason_code)s) AS result;
+
+-- get_cancellation --
+SELECT * FROM booking_cancellations WHERE booking_id = %(booking_id)s;
+
+-- cancellation_report --
+SELECT key, cancellations FROM cancellation_report(%(group_by)s, %(from)s, %(to)s);

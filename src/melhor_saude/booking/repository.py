@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from melhor_saude.db import Conn, Queries, Row
@@ -87,3 +87,22 @@ async def list_bookings(
 
 async def history(conn: Conn, booking_id: str) -> list[Row]:
     return await _q.all(conn, "history", id=booking_id)
+
+
+async def cancel_booking(conn: Conn, booking_id: str, reason: str, reason_code: str) -> Any:
+    row = await _q.required(
+        conn, "cancel_booking", id=booking_id, reason=reason, reason_code=reason_code
+    )
+    return row["result"]
+
+
+async def get_cancellation(conn: Conn, booking_id: str) -> Row | None:
+    return await _q.one(conn, "get_cancellation", booking_id=booking_id)
+
+
+async def cancellation_report(
+    conn: Conn, group_by: str, from_date: date, to_date: date
+) -> list[Row]:
+    return await _q.all(
+        conn, "cancellation_report", group_by=group_by, **{"from": from_date, "to": to_date}
+    )

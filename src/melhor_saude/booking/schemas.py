@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -72,3 +72,49 @@ class HistoryOut(BaseModel):
     changed_by: UUID | None
     reason: str | None
     changed_at: datetime
+
+
+CancelReasonCode = Literal[
+    "schedule_conflict", "illness", "specialist_unavailable", "emergency", "other"
+]
+
+
+class CancelIn(Strict):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+    reason_code: CancelReasonCode = "other"
+
+
+class CancellationOut(BaseModel):
+    id: UUID
+    booking_id: UUID
+    cancelled_by: UUID | None
+    reason: str
+    reason_code: str
+    cancellation_policy_applied: Literal[
+        "on_time", "late", "by_specialist", "by_admin", "company_deactivated"
+    ]
+    credit_outcome: Literal["released", "forfeited", "none"]
+    notice_hours: int
+    hours_before_start: float
+    created_at: datetime
+
+
+class CancelOut(BaseModel):
+    booking: BookingOut
+    cancellation: CancellationOut
+    message: str = Field(description="What happened to the session's credit (pt-PT)")
+
+
+class ReportRow(BaseModel):
+    key: str
+    cancellations: int
+
+
+ReportGroup = Literal["reason_code", "policy", "specialist", "month"]
+
+
+class CancellationReportOut(BaseModel):
+    group_by: ReportGroup
+    from_date: date
+    to_date: date
+    rows: list[ReportRow]

@@ -88,6 +88,13 @@ TEMPLATES: dict[str, EmailTemplate] = {
         Template("Sessão cancelada: $starts_at_local"),
         Template("Olá $name,\n\nA sua sessão com $specialist em $starts_at_local foi cancelada."),
     ),
+    "booking_cancelled_to_specialist": EmailTemplate(
+        Template("Sessão cancelada: $starts_at_local"),
+        Template(
+            "Olá $name,\n\nA sessão com $client em $starts_at_local foi cancelada"
+            " $cancelled_by. O horário voltou a ficar disponível."
+        ),
+    ),
     "booking_rescheduled": EmailTemplate(
         Template("Sessão remarcada para $starts_at_local"),
         Template("Olá $name,\n\nA sua sessão com $specialist foi remarcada para $starts_at_local."),
