@@ -13,7 +13,8 @@ import psycopg
 
 # At scale 1.0: 10,000 specialists, 50,000 employees in 100 companies,
 # 1,000,000 bookings (100 per specialist), 100,000 exceptions (10 per specialist),
-# 1,000,000 cancellations (150,000 of those bookings plus 850,000 cancelled ones).
+# 1,000,000 cancellations (150,000 of those bookings plus 850,000 cancelled ones),
+# 30,000 packages (3 per specialist) and 200,000 purchases of them.
 SPECIALISTS = 10_000
 EMPLOYEES = 50_000
 COMPANIES = 100
@@ -22,6 +23,8 @@ EXCEPTIONS_PER_SPECIALIST = 10
 # Cancelled sessions in the past, besides the bookings above, so that with the
 # cancelled ones among those there are 1,000,000 cancellations (the seed's scale).
 CANCELLATIONS = 1_000_000
+PACKAGES_PER_SPECIALIST = 3
+PURCHASES = 200_000
 
 STEPS = [
     (
@@ -143,6 +146,45 @@ STEPS = [
         WHERE b.status = 'cancelled'""",
     ),
     (
+        "packages",
+        # Three offers per specialist: 4, 8 and 12 sessions at 0-20 % off; most valid
+        # for 90-365 days, some without expiry; one in ten no longer sold.
+        """
+        INSERT INTO booking_packages (specialist_id, name, description, session_count, price,
+                                      currency, discount_percentage, valid_for_days,
+                                      is_active, pillar, created_at)
+        SELECT s.id, 'Pacote ' || (4 * k) || ' sessões', 'Acompanhamento de ' || (4 * k)
+               || ' sessões', 4 * k, 1500 * 4 * k, 'MZN', (5 * k + s.n %% 6)::numeric,
+               CASE WHEN (s.n + k) %% 7 = 0 THEN NULL ELSE 90 * k + 5 * (s.n %% 10) END,
+               (s.n * 3 + k) %% 10 <> 0, s.pillars[1], now() - (s.n %% 400) * interval '1 day'
+        FROM (SELECT id, pillars, row_number() OVER (ORDER BY id) AS n FROM specialists) s
+        CROSS JOIN generate_series(1, %(packages)s) k""",
+    ),
+    (
+        "purchases",
+        # Bought by employees over the last 400 days, at the package's price then.
+        """
+        INSERT INTO package_purchases (package_id, user_id, specialist_id, name, pillar,
+                                       sessions_total, price, discount_percentage,
+                                       final_price, currency, payment_reference,
+                                       purchased_at, expires_at, status)
+        SELECT p.id, e.id, p.specialist_id, p.name, p.pillar, p.session_count, p.price,
+               p.discount_percentage, package_final_price(p.price, p.discount_percentage),
+               p.currency, 'BENCH-' || g, t, t + make_interval(days => p.valid_for_days),
+               CASE WHEN t + make_interval(days => p.valid_for_days) <= now() THEN 'expired'
+                    ELSE 'active' END
+        FROM generate_series(1, %(purchases)s) g
+        CROSS JOIN LATERAL (SELECT now() - ((g * 7) %% 400) * interval '1 day'
+                                   - (g %% 86400) * interval '1 second' AS t) ts
+        JOIN (SELECT id, specialist_id, name, pillar, session_count, price, currency,
+                     discount_percentage, valid_for_days,
+                     row_number() OVER (ORDER BY id) - 1 AS n FROM booking_packages) p
+          ON p.n = (g * 7907) %% (SELECT count(*) FROM booking_packages)
+        JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
+              WHERE email LIKE 'emp%%@bench.example') e
+          ON e.n = (g * 13) %% %(employees)s""",
+    ),
+    (
         "exceptions",
         """
         INSERT INTO specialist_availability_exceptions (specialist_id, exception_date,
@@ -168,6 +210,8 @@ def generate(owner_url: str, scale: float = 1.0) -> dict[str, float]:
         "per_specialist": BOOKINGS_PER_SPECIALIST,
         "exceptions": EXCEPTIONS_PER_SPECIALIST,
         "cancellations": max(10, int(CANCELLATIONS * scale)),
+        "packages": PACKAGES_PER_SPECIALIST,
+        "purchases": max(10, int(PURCHASES * scale)),
     }
     timings: dict[str, float] = {}
     with psycopg.connect(owner_url, autocommit=True) as conn:
@@ -195,6 +239,8 @@ def table_counts(owner_url: str) -> dict[str, int]:
         "specialist_availability_exceptions",
         "specialist_weekly_hours",
         "booking_cancellations",
+        "booking_packages",
+        "package_purchases",
     ]
     with psycopg.connect(owner_url) as conn:
         return {

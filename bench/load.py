@@ -162,6 +162,35 @@ def wrk_slots(
     )
 
 
+def wrk_packages(
+    base: str,
+    specialists_file: Path,
+    *,
+    clients: int,
+    seconds: float,
+    warmup_seconds: float,
+    probe: CpuProbe | None = None,
+) -> dict[str, object]:
+    """`clients` anonymous connections listing a random specialist's packages."""
+    env = {"BENCH_SPECIALISTS": str(specialists_file)}
+    run_wrk(base, "packages.lua", connections=clients, seconds=warmup_seconds, env=env)
+    return measured(
+        probe,
+        lambda: run_wrk(base, "packages.lua", connections=clients, seconds=seconds, env=env),
+    )
+
+
+def wrk_trivial(
+    base: str, path: str, *, clients: int, seconds: float, probe: CpuProbe | None = None
+) -> dict[str, object]:
+    """`clients` connections asking for `path` (an endpoint with no database work)."""
+    env = {"BENCH_PATH": path}
+    run_wrk(base, "get.lua", connections=clients, seconds=2, env=env)
+    return measured(
+        probe, lambda: run_wrk(base, "get.lua", connections=clients, seconds=seconds, env=env)
+    )
+
+
 def wrk_bookings(
     base: str,
     tokens: list[str],
@@ -263,6 +292,39 @@ async def slots_phase(
         result.seconds = time.perf_counter() - started
     # Warm-up requests are inside `seconds`; rescale to the measured share.
     result.seconds *= requests / (requests + warmup)
+    return result
+
+
+async def get_phase(
+    base: str,
+    name: str,
+    path: Callable[[random.Random], str],
+    *,
+    clients: int,
+    requests: int,
+    warmup: int,
+) -> Result:
+    """`clients` concurrent loops of anonymous GETs of `path(rng)`."""
+    result = Result(name)
+    remaining = warmup + requests
+    rng = random.Random(13)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                counted = remaining < requests
+                started = time.perf_counter()
+                r = await client.get(path(rng))
+                if counted:
+                    result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                    result.statuses[r.status_code] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(clients)])
+        result.seconds = (time.perf_counter() - started) * requests / (requests + warmup)
     return result
 
 

@@ -35,11 +35,14 @@ from load import (
     booking_phase,
     booking_targets,
     cancel_phase,
+    get_phase,
     slots_phase,
     wrk_binary,
     wrk_bookings,
     wrk_cancels,
+    wrk_packages,
     wrk_slots,
+    wrk_trivial,
 )
 from melhor_saude.db import start_embedded, with_database
 from melhor_saude.identity.tokens import issue_access_token
@@ -265,6 +268,11 @@ def per_pgbench(
     }
 
 
+def per_trivial(packages: dict[str, Any], trivial: dict[str, Any]) -> float:
+    """The package list's throughput as a % of a trivial endpoint's (the framework alone)."""
+    return round(100 * float(packages["per_second"]) / float(trivial["per_second"]), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -371,6 +379,17 @@ def main() -> None:
                             seconds=phase_seconds,
                             probe=probe,
                         )
+                        packages = wrk_packages(
+                            base,
+                            specialists_file,
+                            clients=16,
+                            seconds=phase_seconds,
+                            warmup_seconds=3,
+                            probe=probe,
+                        )
+                        trivial = wrk_trivial(
+                            base, "/health", clients=16, seconds=phase_seconds, probe=probe
+                        )
                     else:
                         slots = asyncio.run(
                             slots_phase(
@@ -388,12 +407,35 @@ def main() -> None:
                                 seconds=phase_seconds,
                             )
                         ).summary()
+                        packages = asyncio.run(
+                            get_phase(
+                                base,
+                                "packages",
+                                lambda rng: f"/v1/packages?specialist_id={rng.choice(ids)}",
+                                clients=16,
+                                requests=slot_requests,
+                                warmup=200,
+                            )
+                        ).summary()
+                        trivial = asyncio.run(
+                            get_phase(
+                                base,
+                                "trivial",
+                                lambda rng: "/health",
+                                clients=16,
+                                requests=slot_requests,
+                                warmup=200,
+                            )
+                        ).summary()
                     entry = {
                         "workers": workers,
                         "run": run + 1,
                         "slots": slots,
                         "bookings": booked,
                         "cancellations": cancelled,
+                        "packages": packages,
+                        "trivial": trivial,
+                        "packages_pct_of_trivial": per_trivial(packages, trivial),
                         # Machines of one kind differ by 2-3x; these ratios travel between them.
                         "per_pgbench": per_pgbench(ceiling, slots, booked, cancelled),
                     }
@@ -422,9 +464,13 @@ def main() -> None:
                         f" | cancellations {cancelled['ok_per_second']}/s"
                         f" p50 {cancelled['median_ms']} ms p99 {cancelled['p99_ms']} ms"
                         f" {cancelled['statuses']}"
+                        f" | packages {packages['per_second']}/s p50 {packages['median_ms']} ms"
+                        f" p99 {packages['p99_ms']} ms ({entry['packages_pct_of_trivial']} % of"
+                        f" /health's {trivial['per_second']}/s, p99 {trivial['p99_ms']} ms)"
                         f" | CPU ms/request slots {slots.get('cpu_ms_per_request')}"
                         f" bookings {booked.get('cpu_ms_per_request')}"
                         f" cancellations {cancelled.get('cpu_ms_per_request')}"
+                        f" packages {packages.get('cpu_ms_per_request')}"
                         f" | % of pgbench {entry['per_pgbench']}",
                         flush=True,
                     )

@@ -22,7 +22,7 @@ PACKAGE = "melhor_saude"
 # Lowest first. A module belongs to the longest prefix that names it.
 LAYERS: list[tuple[str, ...]] = [
     ("settings", "errors", "context", "schemas"),
-    ("db", "observability", "migrate"),
+    ("db", "observability", "migrate", "cache"),
     ("authz", "compliance", "notification", "jobs", "storage"),
     ("company",),
     ("identity",),

@@ -75,7 +75,9 @@ def test_tasks_are_registered_once_under_stable_names() -> None:
     for module in jobs.TASK_MODULES:
         importlib.import_module(module)
     names = set(jobs.app.tasks)
-    assert {"ms:refresh_exception_future_index", "ms:purge_rate_limits"} <= names
+    assert {"ms:refresh_exception_future_index", "ms:purge_rate_limits",
+            "ms:package_expiry"} <= names  # fmt: skip
     assert not any(name.startswith("ms:ms:") for name in names)
     periodic = {p.task.name for p in jobs.app.periodic_registry.periodic_tasks.values()}
-    assert {"ms:refresh_exception_future_index", "ms:purge_rate_limits"} <= periodic
+    assert {"ms:refresh_exception_future_index", "ms:purge_rate_limits",
+            "ms:package_expiry"} <= periodic  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from melhor_saude import __version__
+from melhor_saude.cache import public_reads
 from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
 from melhor_saude.migrate import migrate
 from melhor_saude.observability import RequestIdMiddleware, configure_logging, init_sentry
@@ -42,6 +45,10 @@ def create_app(
         await pool.open(wait=True)
         app.state.pool = pool
         app.state.urls = resolved
+        listener = None
+        if settings.public_cache_seconds > 0:
+            public_reads.ttl = settings.public_cache_seconds
+            listener = asyncio.create_task(public_reads.listen(resolved.app))
         # Everything built so far (routes, models, modules) lives as long as the process:
         # move it out of the collector's sight, so full collections stay short and
         # stop showing up as tail latency.
@@ -49,6 +56,10 @@ def create_app(
         try:
             yield
         finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
             await pool.close()
 
     app = FastAPI(
@@ -101,6 +112,7 @@ def _routers() -> list[Any]:
     from melhor_saude.functions.api import router as functions_router
     from melhor_saude.identity.api import router as identity_router
     from melhor_saude.notification.api import router as notification_router
+    from melhor_saude.package.api import router as package_router
     from melhor_saude.specialist.api import router as specialist_router
 
     # Requests are matched against routes in this order: the hot paths (slots,
@@ -109,6 +121,7 @@ def _routers() -> list[Any]:
         availability_router,
         booking_router,
         specialist_router,
+        package_router,
         identity_router,
         company_router,
         credit_router,

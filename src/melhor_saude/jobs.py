@@ -31,6 +31,7 @@ from melhor_saude.settings import Settings
 TASK_MODULES = [
     "melhor_saude.availability.tasks",
     "melhor_saude.identity.tasks",
+    "melhor_saude.package.tasks",
 ]
 
 # The connector is replaced when a worker starts (`connector_for`); this one is never

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     app_db_password: SecretStr | None = None
     db_pool_min: int = 2
     db_pool_max: int = 10
+    # Public reads (the package list) served from memory for at most this long, emptied
+    # as soon as the database notifies a change; 0 turns the cache off.
+    public_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
     sentry_dsn: str | None = Field(
         default=None, validation_alias=AliasChoices("SENTRY_DSN", "MS_SENTRY_DSN")
     )

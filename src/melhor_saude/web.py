@@ -196,6 +196,16 @@ async def _user_ctx(request: Request, caller: UserDep, conn: UserTxDep) -> Ctx:
     )
 
 
+async def _caller_ctx(request: Request, caller: CallerDep, conn: TxDep) -> Ctx:
+    return Ctx(
+        conn=conn,
+        caller=caller,
+        settings=request.app.state.settings,
+        now=clock_of(request),
+        client=client_of(request),
+    )
+
+
 async def _service_ctx(request: Request, conn: ServiceTxDep) -> Ctx:
     return Ctx(
         conn=conn,
@@ -222,6 +232,8 @@ ServiceTxDep = Annotated[Conn, Depends(_service_tx, scope="function")]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 # The per-request context domain services take: the signed-in caller's transaction...
 CtxDep = Annotated[Ctx, Depends(_user_ctx)]
+# ...or anyone's, signed in or not, for public reads (RLS decides as `anon`)...
+PublicCtxDep = Annotated[Ctx, Depends(_caller_ctx)]
 # ...or the service's, for sign-in paths (rate-limited per address and account).
 ServiceCtxDep = Annotated[Ctx, Depends(_service_ctx)]
 

@@ -180,6 +180,14 @@ def test_every_template_renders_in_portuguese_with_its_parameters() -> None:
         "timezone": "Africa/Maputo",
         "client": "Bruno",
         "cancelled_by": "pelo cliente",
+        "package": "Pacote 4",
+        "sessions": 4,
+        "amount": "3500.00",
+        "currency": "MZN",
+        "reference": "MPESA-1",
+        "expires_at": "2027-01-31T22:00:00+00:00",
+        "remaining": 2,
+        "unused": 1,
     }
     subjects = {name: render(name, params, BASE).subject for name in TEMPLATES}
     assert subjects == {
@@ -192,7 +200,15 @@ def test_every_template_renders_in_portuguese_with_its_parameters() -> None:
         "booking_cancelled": "Sessão cancelada: 03/12/2026 14:00 (CAT)",
         "booking_rescheduled": "Sessão remarcada para 03/12/2026 14:00 (CAT)",
         "booking_cancelled_to_specialist": "Sessão cancelada: 03/12/2026 14:00 (CAT)",
+        "package_purchased": "Pacote adquirido: Pacote 4",
+        "package_expiring": "O seu pacote «Pacote 4» expira em breve",
+        "package_expired": "O seu pacote «Pacote 4» expirou",
     }
+    purchased = render("package_purchased", params, BASE).body_text
+    assert "válido até 01/02/2027 00:00 (CAT)" in purchased
+    no_expiry = render("package_purchased", {**params, "expires_at": None}, BASE).body_text
+    assert "não tem prazo de validade" in no_expiry
+    assert "2 sessões por usar" in render("package_expiring", params, BASE).body_text
     assert (
         "cancelada pelo cliente"
         in render("booking_cancelled_to_specialist", params, BASE).body_text

@@ -70,6 +70,8 @@ EXPECTED_SELECT: dict[str, dict[str, int | None]] = {
     "specialist_weekly_hours": _sees(None, 2, 2, 2, 2, 2, 2, 2),
     "specialist_availability_exceptions": _sees(None, 2, 2, 2, 2, 2, 2, 2),
     "bookings": _sees(None, 1, 1, 1, 1, 0, 0, 2),
+    "booking_packages": _sees(1, 1, 1, 1, 2, 1, 1, 2),
+    "package_purchases": _sees(None, 1, 0, 1, 0, 0, 0, 1),
     "booking_status_history": _sees(None, 1, 1, 1, 1, 0, 0, 2),
     "booking_cancellations": _sees(None, 1, 0, 1, 0, 0, 0, 1),
     "idempotency_keys": _sees(None, 1, 1, 0, 0, 0, 0, 0),
@@ -213,6 +215,25 @@ def _seed(conn: psycopg.Connection[Any]) -> dict[str, str]:
                 " 24, 30)",
                 (booking[0], ids[user]),
             )
+    # An active package of the specialist (bought by the employee), an inactive one of
+    # the other specialist.
+    package = x(
+        "INSERT INTO booking_packages (specialist_id, name, session_count, price, currency)"
+        " VALUES (%s, 'P', 5, 500, 'MZN') RETURNING id",
+        (ids["specialist"],),
+    ).fetchone()
+    assert package is not None
+    x(
+        "INSERT INTO booking_packages (specialist_id, name, session_count, price, currency,"
+        " is_active) VALUES (%s, 'Q', 5, 500, 'MZN', false)",
+        (ids["other_specialist"],),
+    )
+    x(
+        "INSERT INTO package_purchases (package_id, user_id, specialist_id, name,"
+        " sessions_total, price, discount_percentage, final_price, currency,"
+        " payment_reference) VALUES (%s, %s, %s, 'P', 5, 500, 0, 500, 'MZN', 'REF-1')",
+        (package[0], ids["employee"], ids["specialist"]),
+    )
     return ids
 
 
@@ -377,24 +398,29 @@ def test_the_api_roles_hold_no_write_privilege_on_any_table(world: World) -> Non
 # The SQL surface of the API: what a Supabase-style client may call.
 EXPECTED_FUNCTIONS = {
     "anon": {
-        "auth.client", "auth.jwt", "auth.role", "auth.uid", "public.is_valid_timezone",
+        "auth.client", "auth.jwt", "auth.role", "auth.uid", "public.api_instant",
+        "public.is_valid_timezone", "public.package_final_price", "public.package_saving",
         "public.specialist_rate_on", "public.specialist_schedule",
     },
     "authenticated": {
         "auth.client", "auth.has_role", "auth.hr_company_ids", "auth.is_admin",
         "auth.is_specialist", "auth.jwt", "auth.member_company_ids", "auth.role", "auth.uid",
         "public.accept_invite", "public.accept_terms", "public.add_specialist_rate",
-        "public.cancel_booking", "public.cancellation_policy", "public.cancellation_report",
-        "public.create_availability_exceptions", "public.create_booking", "public.create_company",
-        "public.create_invite", "public.create_session_type", "public.deactivate_company",
-        "public.delete_availability_exception", "public.grant_role", "public.is_valid_timezone",
-        "public.mark_notification_read", "public.my_session_credits", "public.remove_member",
-        "public.replace_weekly_hours", "public.reschedule_booking", "public.revoke_invite",
-        "public.revoke_role", "public.set_booking_meeting_url", "public.set_booking_status",
+        "public.api_instant", "public.cancel_booking", "public.cancellation_policy",
+        "public.cancellation_report", "public.create_availability_exceptions",
+        "public.create_booking", "public.create_company", "public.create_invite",
+        "public.create_package", "public.create_session_type", "public.deactivate_company",
+        "public.deactivate_package", "public.delete_availability_exception", "public.grant_role",
+        "public.is_valid_timezone", "public.mark_notification_read", "public.my_session_credits",
+        "public.package_final_price", "public.package_purchase_balance",
+        "public.package_sales_report", "public.package_saving", "public.purchase_package",
+        "public.remove_member", "public.replace_weekly_hours", "public.reschedule_booking",
+        "public.revoke_invite", "public.revoke_package_purchase", "public.revoke_role",
+        "public.set_booking_meeting_url", "public.set_booking_status",
         "public.set_member_allocation", "public.set_notification_preferences",
         "public.specialist_busy_ranges", "public.specialist_exception_private",
         "public.specialist_rate_on", "public.specialist_schedule", "public.update_company",
-        "public.update_my_profile", "public.update_specialist_profile",
+        "public.update_my_profile", "public.update_package", "public.update_specialist_profile",
     },
 }  # fmt: skip
 

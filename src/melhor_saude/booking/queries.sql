@@ -1,9 +1,10 @@
--- Bookings and the session-credit ledger. Changes are the functions of migrations 0017-0018.
+-- Bookings and the session-credit ledger. Changes are the functions of migrations 0017-0019.
 
 -- create_booking --
 SELECT create_booking(%(specialist_id)s, %(starts_at)s, %(session_type_id)s, %(pillar)s,
                       %(mode)s, %(funding)s, %(user_id)s, %(default_currency)s,
-                      %(idempotency_key)s, %(request_hash)s) AS booking;
+                      %(idempotency_key)s, %(request_hash)s,
+                      %(package_purchase_id)s) AS booking;
 
 -- set_status --
 SELECT set_booking_status(%(id)s, %(status)s, %(reason)s) AS booking;

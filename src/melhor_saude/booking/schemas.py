@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from melhor_saude.schemas import Instant, Money, Strict
 from melhor_saude.specialist.schemas import Mode, Pillar
@@ -22,8 +22,24 @@ class BookingIn(Strict):
     session_type_id: UUID | None = None
     pillar: Pillar | None = None
     mode: Mode | None = None
-    funding: Literal["company_quota", "self_pay"] | None = None
+    funding: Funding | None = Field(
+        default=None,
+        description="Default: the company's quota for an active member, else self-paid;"
+        " `package` with `package_purchase_id`",
+    )
+    package_purchase_id: UUID | None = Field(
+        default=None, description="A purchase of yours that pays for this session"
+    )
     user_id: UUID | None = Field(default=None, description="Admins booking for someone")
+
+    @model_validator(mode="after")
+    def _package_names_a_purchase(self) -> BookingIn:
+        with_purchase = self.package_purchase_id is not None
+        if (self.funding == "package" and not with_purchase) or (
+            with_purchase and self.funding not in (None, "package")
+        ):
+            raise ValueError("funding 'package' goes with package_purchase_id, and only it")
+        return self
 
 
 class RescheduleIn(Strict):

@@ -32,6 +32,7 @@ async def create_booking(
         pillar=body.pillar,
         mode=body.mode,
         funding=body.funding,
+        package_purchase_id=str(body.package_purchase_id) if body.package_purchase_id else None,
         user_id=str(body.user_id) if body.user_id else None,
         default_currency=ctx.settings.default_currency,
         idempotency_key=idempotency_key,

@@ -99,6 +99,33 @@ TEMPLATES: dict[str, EmailTemplate] = {
         Template("Sessão remarcada para $starts_at_local"),
         Template("Olá $name,\n\nA sua sessão com $specialist foi remarcada para $starts_at_local."),
     ),
+    "package_purchased": EmailTemplate(
+        Template("Pacote adquirido: $package"),
+        Template(
+            "Olá $name,\n\n"
+            "A compra do pacote «$package» com $specialist está registada: $sessions sessões"
+            " por $amount $currency (referência de pagamento $reference).\n\n"
+            "$validity Pode marcar as sessões na aplicação, escolhendo este pacote."
+        ),
+    ),
+    "package_expiring": EmailTemplate(
+        Template("O seu pacote «$package» expira em breve"),
+        Template(
+            "Olá $name,\n\n"
+            "Ainda tem $remaining sessões por usar no pacote «$package» com $specialist."
+            " O pacote expira a $expires_local: marque as sessões antes dessa data."
+            " As sessões não utilizadas expiram e não são reembolsadas."
+        ),
+    ),
+    "package_expired": EmailTemplate(
+        Template("O seu pacote «$package» expirou"),
+        Template(
+            "Olá $name,\n\n"
+            "O pacote «$package» com $specialist expirou a $expires_local com $unused sessões"
+            " por usar. Como previsto nas condições do pacote, as sessões não utilizadas não"
+            " são reembolsadas."
+        ),
+    ),
 }
 
 # Where each link-bearing template's link points, below the public address.
@@ -124,6 +151,14 @@ def _derived(template: str, params: dict[str, Any], public_base_url: str) -> dic
     values = {key: str(value) for key, value in params.items() if key != "link"}
     if "starts_at" in params and "timezone" in params:
         values["starts_at_local"] = local_time(params["starts_at"], str(params["timezone"]))
+    if "expires_at" in params and "timezone" in params:
+        expires = params["expires_at"]
+        values["expires_local"] = local_time(expires, str(params["timezone"])) if expires else ""
+        values["validity"] = (
+            f"O pacote é válido até {values['expires_local']}."
+            if expires
+            else "O pacote não tem prazo de validade."
+        )
     if template in _LINKS:
         path, key = _LINKS[template]
         if key in params:

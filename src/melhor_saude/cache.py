@@ -1,0 +1,98 @@
+"""A per-process cache of public reads, emptied by the database's notifications.
+
+Some answers are the same for every caller and change rarely (the public package
+list). Reading them costs a pooled connection, a transaction and a round trip;
+serving them from memory costs what the framework costs. The database stays the
+source of truth: triggers on the tables an answer depends on `NOTIFY` a channel
+when a change commits, and every API process `LISTEN`s on it and empties its
+cache. A generation counter keeps a read that raced a change from being stored
+after the change emptied the cache.
+
+The cache only serves while its listener is connected: before the first
+connection, and from a lost connection until the next one, every lookup misses
+(a notification could have been missed). Entries also expire after `ttl` seconds,
+which bounds what no notification covers (a rate coming into force at midnight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+
+import psycopg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class NotifiedCache:
+    """Bytes by key, least recently used first out, emptied on notification."""
+
+    def __init__(self, channel: str, *, max_entries: int = 4096, ttl: float = 60.0) -> None:
+        self.channel = channel
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.connected = False
+        self.connections = 0  # successful LISTENs so far (a reconnect adds one)
+        self.generation = 0
+        self._entries: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: Hashable) -> bytes | None:
+        """The stored answer, or None (a miss, or not listening)."""
+        if not self.connected:
+            return None
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        stored_at, value = found
+        if time.monotonic() - stored_at > self.ttl:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: bytes, generation: int) -> None:
+        """Store an answer read while `generation` was current (else drop it: the data
+        it was read from may have changed since)."""
+        if not self.connected or generation != self.generation:
+            return
+        self._entries[key] = (time.monotonic(), value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything, and every read in flight."""
+        self.generation += 1
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def listen(self, conninfo: str, *, retry_seconds: float = 1.0) -> None:
+        """Follow the channel until cancelled, reconnecting after a lost connection."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(f'LISTEN "{self.channel}"')  # a fixed channel name
+                    self.clear()
+                    self.connected = True
+                    self.connections += 1
+                    log.info("cache_listening", channel=self.channel)
+                    async for _ in conn.notifies():
+                        self.clear()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                log.warning("cache_listener_lost", channel=self.channel, error=str(exc))
+            finally:
+                self.connected = False
+                self.clear()
+            await asyncio.sleep(retry_seconds)
+
+
+# The public reads' cache of this process (emptied by `ms_public_catalog`, which the
+# triggers of migration 0019 notify on changes to packages, rates and specialists).
+public_reads = NotifiedCache("ms_public_catalog")

@@ -1,0 +1,120 @@
+"""The public package list's cache: served from memory only while the database can
+tell the process about changes, emptied when it does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import psycopg
+import pytest
+
+from melhor_saude.cache import NotifiedCache, public_reads
+from melhor_saude.db import DatabaseUrls
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+
+
+def test_entries_expire_and_the_least_recent_go_first(monkeypatch) -> None:
+    cache = NotifiedCache("c", max_entries=2, ttl=10)
+    cache.connected = True
+    now = [100.0]
+    monkeypatch.setattr("melhor_saude.cache.time.monotonic", lambda: now[0])
+    cache.put("a", b"1", cache.generation)
+    cache.put("b", b"2", cache.generation)
+    assert cache.get("a") == b"1"  # a is now the most recent
+    cache.put("c", b"3", cache.generation)
+    assert (cache.get("b"), cache.get("a"), cache.get("c")) == (None, b"1", b"3")
+    now[0] += 11
+    assert cache.get("a") is None
+
+
+def test_a_read_that_raced_a_change_is_not_stored() -> None:
+    cache = NotifiedCache("c")
+    cache.connected = True
+    before = cache.generation
+    cache.clear()  # a change committed while the read was in flight
+    cache.put("k", b"stale", before)
+    assert cache.get("k") is None
+
+
+def test_nothing_is_served_without_a_listener() -> None:
+    cache = NotifiedCache("c")
+    cache.put("k", b"v", cache.generation)
+    assert cache.get("k") is None
+
+
+@pytest.fixture
+async def listening(database: DatabaseUrls) -> AsyncIterator[NotifiedCache]:
+    """The process-wide cache, following the test database's notifications."""
+    task = asyncio.create_task(public_reads.listen(database.app, retry_seconds=0.05))
+    await _until(lambda: public_reads.connected)
+    try:
+        yield public_reads
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert not public_reads.connected
+
+
+async def test_a_change_empties_the_cache_of_the_list(client, factory, listening) -> None:
+    specialist = await factory.specialist()
+    body = {"name": "P", "session_count": 2, "price": "100.00"}
+    generation = listening.generation
+    made = (await client.post("/v1/packages", json=body, headers=specialist.headers)).json()
+    # Notifications arrive in commit order: once the creation's has, earlier ones have.
+    await _until(lambda: listening.generation > generation)
+    params = {"specialist_id": specialist.id}
+    first = await client.get("/v1/packages", params=params)
+    assert [p["id"] for p in first.json()] == [made["id"]]
+    key = ("packages", specialist.id, None, 50, 0)
+    assert listening.get(key) == first.content  # served from memory from now on
+    generation = listening.generation
+    r = await client.post(f"/v1/packages/{made['id']}/deactivate", headers=specialist.headers)
+    assert r.status_code == 200
+    await _until(lambda: listening.generation > generation)
+    assert (await client.get("/v1/packages", params=params)).json() == []
+
+
+async def test_a_new_rate_changes_the_saving_shown(client, factory, pool, listening) -> None:
+    specialist = await factory.specialist()
+    body = {"name": "P", "session_count": 2, "price": "100.00"}
+    await client.post("/v1/packages", json=body, headers=specialist.headers)
+    params = {"specialist_id": specialist.id}
+    [before] = (await client.get("/v1/packages", params=params)).json()
+    assert before["saving"] is None
+    generation = listening.generation
+    r = await client.post(
+        f"/v1/specialists/{specialist.id}/rates",
+        json={"amount": "80.00", "currency": "MZN", "effective_from": "2020-01-01"},
+        headers=specialist.headers,
+    )
+    assert r.status_code == 201, r.text
+    await _until(lambda: listening.generation > generation)
+    [after] = (await client.get("/v1/packages", params=params)).json()
+    assert after["saving"] == "60.00"
+
+
+async def test_a_lost_listener_stops_the_cache_until_it_is_back(
+    client, factory, database, listening
+) -> None:
+    specialist = await factory.specialist()
+    await client.get("/v1/packages", params={"specialist_id": specialist.id})
+    connections, generation = listening.connections, listening.generation
+    with psycopg.connect(database.admin, autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'"
+            " AND datname = current_database() AND pg_terminate_backend(pid)"
+        ).fetchone()
+    assert ended == (1,)
+    # Emptied when the connection was lost, and again when it came back.
+    await _until(lambda: listening.connections > connections)
+    assert listening.generation >= generation + 2
+    assert listening.connected
