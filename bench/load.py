@@ -171,9 +171,11 @@ def wrk_packages(
     warmup_seconds: float,
     probe: CpuProbe | None = None,
 ) -> dict[str, object]:
-    """`clients` anonymous connections listing a random specialist's packages."""
+    """`clients` anonymous connections listing a random specialist's packages, after a
+    warm-up that walks every specialist's list in turn (filling the API processes'
+    caches, as steady traffic would)."""
     env = {"BENCH_SPECIALISTS": str(specialists_file)}
-    run_wrk(base, "packages.lua", connections=clients, seconds=warmup_seconds, env=env)
+    run_wrk(base, "packages_warm.lua", connections=clients, seconds=warmup_seconds, env=env)
     return measured(
         probe,
         lambda: run_wrk(base, "packages.lua", connections=clients, seconds=seconds, env=env),

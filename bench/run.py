@@ -384,7 +384,7 @@ def main() -> None:
                             specialists_file,
                             clients=16,
                             seconds=phase_seconds,
-                            warmup_seconds=3,
+                            warmup_seconds=20,
                             probe=probe,
                         )
                         trivial = wrk_trivial(

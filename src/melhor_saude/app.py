@@ -21,9 +21,14 @@ from melhor_saude.settings import Settings, get_settings
 from melhor_saude.web import (
     BodyLimitMiddleware,
     InputGuardMiddleware,
+    PublicCacheMiddleware,
     document_errors,
     install_error_handlers,
 )
+
+# Routes whose answer is the same for every caller, with the query parameters they
+# take: kept in memory by `PublicCacheMiddleware` until the database notifies a change.
+PUBLIC_ROUTES = {"/v1/packages": frozenset({"specialist_id", "pillar", "limit", "offset"})}
 
 
 def create_app(
@@ -73,6 +78,8 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Innermost: public lists answered from memory (same answer for every caller).
+    app.add_middleware(PublicCacheMiddleware, routes=PUBLIC_ROUTES, cache=public_reads)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(InputGuardMiddleware)
     # Added last, so outermost: even a refused body's 413 carries the request id.
@@ -116,12 +123,13 @@ def _routers() -> list[Any]:
     from melhor_saude.specialist.api import router as specialist_router
 
     # Requests are matched against routes in this order: the hot paths (slots,
-    # bookings) first, so they do not pay for testing every identity route.
+    # bookings, the package list) first, so they do not pay for testing every identity
+    # route.
     return [
         availability_router,
         booking_router,
-        specialist_router,
         package_router,
+        specialist_router,
         identity_router,
         company_router,
         credit_router,

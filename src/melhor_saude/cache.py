@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 class NotifiedCache:
     """Bytes by key, least recently used first out, emptied on notification."""
 
-    def __init__(self, channel: str, *, max_entries: int = 4096, ttl: float = 60.0) -> None:
+    def __init__(self, channel: str, *, max_entries: int = 16_384, ttl: float = 300.0) -> None:
         self.channel = channel
         self.max_entries = max_entries
         self.ttl = ttl
@@ -95,4 +95,5 @@ class NotifiedCache:
 
 # The public reads' cache of this process (emptied by `ms_public_catalog`, which the
 # triggers of migration 0019 notify on changes to packages, rates and specialists).
+# One entry per specialist's list: 16,384 of them take ~25 MB (three packages each).
 public_reads = NotifiedCache("ms_public_catalog")

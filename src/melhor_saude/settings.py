@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     db_pool_min: int = 2
     db_pool_max: int = 10
     # Public reads (the package list) served from memory for at most this long, emptied
-    # as soon as the database notifies a change; 0 turns the cache off.
-    public_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # as soon as the database notifies a change; 0 turns the cache off. The limit only
+    # covers what no notification announces (a rate coming into force at midnight).
+    public_cache_seconds: float = Field(default=300.0, ge=0, le=3600)
     sentry_dsn: str | None = Field(
         default=None, validation_alias=AliasChoices("SENTRY_DSN", "MS_SENTRY_DSN")
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import psycopg
 import structlog
@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from melhor_saude import errors
+from melhor_saude.cache import NotifiedCache
 from melhor_saude.context import ANON, SERVICE, Caller, ClientInfo, Ctx, system_clock
 from melhor_saude.db import Conn, RateLimit, transaction
 from melhor_saude.identity.tokens import caller_from_token
@@ -420,6 +421,70 @@ class InputGuardMiddleware:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+class PublicCacheMiddleware:
+    """Answer public GETs from the process's `cache.public_reads` before routing.
+
+    For routes whose answer is the same for every caller (the public package list):
+    a 200 answer is kept under its path and its (known, sorted) query parameters,
+    and the same request is answered from memory until the database notifies a
+    change (see `cache.py`). A query with a parameter the route does not take is
+    passed through and never kept, so made-up parameters cannot flood the cache.
+    """
+
+    def __init__(
+        self, app: ASGIApp, routes: Mapping[str, frozenset[str]], cache: NotifiedCache
+    ) -> None:
+        self.app = app
+        self.routes = routes
+        self.cache = cache
+
+    def _key(self, scope: Scope) -> Hashable | None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        allowed = self.routes.get(scope["path"])
+        if allowed is None:
+            return None
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+        if any(name not in allowed for name, _ in query):
+            return None
+        return (scope["path"], tuple(sorted(query)))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = self._key(scope)
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        body = self.cache.get(key)
+        if body is not None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        generation = self.cache.generation
+        status = 0
+        chunks: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, keep)
+        if status == 200:
+            self.cache.put(key, b"".join(chunks), generation)
 
 
 class BodyLimitMiddleware:

@@ -74,7 +74,7 @@ async def test_a_change_empties_the_cache_of_the_list(client, factory, listening
     params = {"specialist_id": specialist.id}
     first = await client.get("/v1/packages", params=params)
     assert [p["id"] for p in first.json()] == [made["id"]]
-    key = ("packages", specialist.id, None, 50, 0)
+    key = ("/v1/packages", (("specialist_id", specialist.id),))
     assert listening.get(key) == first.content  # served from memory from now on
     generation = listening.generation
     r = await client.post(f"/v1/packages/{made['id']}/deactivate", headers=specialist.headers)
@@ -118,3 +118,15 @@ async def test_a_lost_listener_stops_the_cache_until_it_is_back(
     await _until(lambda: listening.connections > connections)
     assert listening.generation >= generation + 2
     assert listening.connected
+
+
+async def test_made_up_parameters_are_answered_but_never_kept(client, factory, listening) -> None:
+    specialist = await factory.specialist()
+    before = len(listening)
+    r = await client.get("/v1/packages", params={"specialist_id": specialist.id, "junk": "1"})
+    assert r.status_code == 200
+    assert len(listening) <= before
+    # A refused request is not kept either.
+    r = await client.get("/v1/packages", params={"specialist_id": "not-a-uuid"})
+    assert r.status_code == 422
+    assert len(listening) <= before

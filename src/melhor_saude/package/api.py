@@ -10,26 +10,25 @@ from fastapi import APIRouter, Query, Response
 from melhor_saude.package import schemas, service
 from melhor_saude.schemas import DayQuery, Limit, Offset
 from melhor_saude.specialist.schemas import Pillar
-from melhor_saude.web import CallerDep, CtxDep, PoolDep, PublicCtxDep, responses
+from melhor_saude.web import CtxDep, PoolDep, PublicCtxDep, responses
 
 router = APIRouter(prefix="/v1", tags=["packages"])
 
 
 @router.get("/packages", response_model=list[schemas.PackageOut])
 async def list_packages(
-    caller: CallerDep,
     pool: PoolDep,
     specialist_id: UUID | None = None,
     pillar: Pillar | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Response:
-    """Active packages, cheapest per session first; no token needed. Money as decimal
-    strings: `final_price` = price × (1 − discount/100) half-up to cents, the price per
-    session, and the saving against the specialist's current rate."""
+    """Active packages, cheapest per session first. Public: the same list for everyone,
+    so no token is needed (one sent is not looked at). Money as decimal strings:
+    `final_price` = price × (1 − discount/100) half-up to cents, the price per session,
+    and the saving against the specialist's current rate."""
     body = await service.list_packages_json(
         pool,
-        caller,
         specialist_id=str(specialist_id) if specialist_id else None,
         pillar=pillar,
         limit=limit,

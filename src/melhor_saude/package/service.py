@@ -14,8 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude import errors
 from melhor_saude.booking.schemas import BookingOut
-from melhor_saude.cache import public_reads
-from melhor_saude.context import ANON, Caller, Ctx
+from melhor_saude.context import ANON, Ctx
 from melhor_saude.db import Row
 from melhor_saude.package import repository as repo
 from melhor_saude.package import schemas
@@ -65,7 +64,6 @@ async def get_package(ctx: Ctx, package_id: str) -> schemas.PackageOut:
 
 async def list_packages_json(
     pool: AsyncConnectionPool,
-    caller: Caller,
     *,
     specialist_id: str | None,
     pillar: str | None,
@@ -74,21 +72,11 @@ async def list_packages_json(
 ) -> bytes:
     """Active packages as the JSON body `list[PackageOut]` documents (a test holds the
     two equal). The list is public and the same for every caller: it is read as `anon`
-    in one round trip, and kept in the process's `public_reads` cache until the
-    database notifies a change."""
-    del caller  # signed in or not, everyone reads the same public list
-    key = ("packages", specialist_id, pillar, limit, offset)
-    cached = public_reads.get(key)
-    if cached is not None:
-        return cached
-    generation = public_reads.generation
-    body = (
-        await repo.read_packages_json(
-            pool, ANON, specialist_id=specialist_id, pillar=pillar, limit=limit, offset=offset
-        )
-    ).encode()
-    public_reads.put(key, body, generation)
-    return body
+    in one round trip (and kept in memory by the HTTP edge's `PublicCacheMiddleware`)."""
+    body = await repo.read_packages_json(
+        pool, ANON, specialist_id=specialist_id, pillar=pillar, limit=limit, offset=offset
+    )
+    return body.encode()
 
 
 def _purchase(row: Row) -> schemas.PurchaseOut:
