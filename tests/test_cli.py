@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from .databases import create_database, drop_database
@@ -134,3 +135,38 @@ def test_serve_on_the_embedded_server_stops_it_on_sigterm(tmp_path: Path):
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.3)
     assert not pid_file.exists(), "the embedded PostgreSQL is still running"
+
+
+def test_email_dead_letters_are_listed_and_redriven(fresh_db: str, tmp_path: Path):
+    env = _env(fresh_db, tmp_path)
+    env.update(MS_ENVIRONMENT="test", MS_JWT_SECRET="cli-test-secret-of-at-least-32-bytes!!")
+    assert _run(["db", "migrate"], env).returncode == 0
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute(
+            "INSERT INTO email_outbox (to_address, template, params, status, attempts,"
+            " last_error) VALUES ('ana@example.org', 'booking_created', '{}', 'dead', 40,"
+            " 'SMTPServerDisconnected: Connection unexpectedly closed') RETURNING id"
+        ).fetchone()
+    assert row is not None
+    dead_id = str(row[0])
+
+    status = _run(["email", "status"], env)
+    assert status.returncode == 0, status.stderr
+    assert "dead 1" in status.stdout
+    listed = _run(["email", "dead"], env)
+    assert dead_id in listed.stdout
+    assert "ana@example.org" in listed.stdout
+    assert "SMTPServerDisconnected" in listed.stdout
+
+    assert _run(["email", "retry"], env).returncode == 2
+    assert _run(["email", "retry", "--id", "not-an-id"], env).returncode == 2
+    retried = _run(["email", "retry", "--id", dead_id], env)
+    assert retried.returncode == 0, retried.stderr
+    assert "retried 1, dropped 0" in retried.stdout
+    with psycopg.connect(fresh_db) as conn:
+        after = conn.execute(
+            "SELECT status, attempts, redriven_at IS NOT NULL FROM email_outbox WHERE id = %s",
+            (dead_id,),
+        ).fetchone()
+    assert after == ("pending", 0, True)
+    assert "dead 0" in _run(["email", "status"], env).stdout

@@ -13,7 +13,11 @@ async def test_health_and_ready(client):
     assert (await client.get("/health")).json() == {"status": "ok"}
     ready = await client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready"}
+    body = ready.json()
+    assert body["status"] == "ready"
+    # The outbox's counts (this test database's emails); no worker in this process.
+    assert set(body["email"]) == {"pending", "retrying", "dead", "oldest_due_seconds"}
+    assert "worker" not in body
 
 
 async def test_unknown_route_has_a_code(client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from melhor_saude import __version__
 from melhor_saude.cache import public_reads
 from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
 from melhor_saude.migrate import migrate
+from melhor_saude.notification.service import read_outbox_summary
 from melhor_saude.observability import RequestIdMiddleware, configure_logging, init_sentry
 from melhor_saude.settings import Settings, get_settings
 from melhor_saude.web import (
@@ -46,7 +48,12 @@ def create_app(
         resolved = urls or resolve_urls(settings)
         if run_migrations:
             migrate(resolved.admin)
-        pool = make_pool(resolved.app, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        pool = make_pool(
+            resolved.app,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            timeout=settings.db_pool_timeout_seconds,
+        )
         await pool.open(wait=True)
         app.state.pool = pool
         app.state.urls = resolved
@@ -92,21 +99,51 @@ def create_app(
 
     @app.get("/ready", tags=["ops"], response_model=None)
     async def ready(request: Request) -> dict[str, Any] | JSONResponse:
-        """Readiness: the database answers through the pool."""
+        """Readiness: the database answers through the pool (and the email outbox's
+        counts, read at most every few seconds), and, in a process that also runs the
+        worker (`serve`), both of the worker's halves run. 503 `NOT_READY` otherwise,
+        with what is wrong."""
+        body: dict[str, Any] = {"status": "ready"}
         try:
             async with request.app.state.pool.connection(timeout=2) as conn:
                 await conn.execute("SELECT 1")
+            body["email"] = await outbox_counts(request.app)
         except Exception:
             return JSONResponse(
                 {"code": "NOT_READY", "message": "database unavailable", "details": {}},
                 status_code=503,
             )
-        return {"status": "ready"}
+        worker = getattr(request.app.state, "worker", None)
+        if worker is not None:
+            body["worker"] = worker.as_dict()
+            if not worker.healthy:
+                return JSONResponse(
+                    {"code": "NOT_READY", "message": "the worker is not running", "details": body},
+                    status_code=503,
+                )
+        return body
 
     for router in _routers():
         app.include_router(router)
     document_errors(app)
     return app
+
+
+# The outbox's counts, read at most every few seconds (a load balancer may ask often).
+OUTBOX_COUNTS_SECONDS = 5.0
+
+
+async def outbox_counts(app: FastAPI) -> dict[str, int]:
+    """New, retrying and dead emails and the oldest overdue one's wait, as the service."""
+    cached = getattr(app.state, "outbox_counts", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < OUTBOX_COUNTS_SECONDS:
+        counts: dict[str, int] = cached[1]
+        return counts
+    summary = await read_outbox_summary(app.state.pool)
+    counts = summary.model_dump()
+    app.state.outbox_counts = (now, counts)
+    return counts
 
 
 def _routers() -> list[Any]:

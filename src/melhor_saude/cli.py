@@ -18,7 +18,9 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_cli = typer.Typer(help="Accounts.", no_args_is_help=True)
 seed_cli = typer.Typer(help="Demo data.", no_args_is_help=True)
 token_cli = typer.Typer(help="Tokens for trusted callers.", no_args_is_help=True)
+email_cli = typer.Typer(help="The email outbox: dead letters, re-driving.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+cli.add_typer(email_cli, name="email")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(user_cli, name="user")
 cli.add_typer(seed_cli, name="seed")
@@ -150,6 +152,57 @@ def service_token(
     settings = get_settings()
     settings.check()
     typer.echo(issue_service_token(settings, ttl_seconds=ttl))
+
+
+@email_cli.command("status")
+def email_status() -> None:
+    """Emails waiting (new, retrying), dead-lettered, and the oldest overdue one's wait."""
+    from melhor_saude.notification.operations import outbox_status
+
+    _, urls = _prepare()
+    summary = asyncio.run(outbox_status(urls))
+    typer.echo(
+        f"pending {summary.pending}  retrying {summary.retrying}  dead {summary.dead}"
+        f"  oldest overdue {summary.oldest_due_seconds} s"
+    )
+
+
+@email_cli.command("dead")
+def email_dead(
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 100,
+) -> None:
+    """List dead-lettered emails: id, when queued, template, attempts, address, last error."""
+    from melhor_saude.notification.operations import list_dead
+
+    _, urls = _prepare()
+    for email in asyncio.run(list_dead(urls, limit)):
+        typer.echo(
+            f"{email.id}  {email.created_at:%Y-%m-%d %H:%M}  {email.template:<28}"
+            f" {email.attempts:>3}  {email.to_address}  {email.last_error or ''}"
+        )
+
+
+@email_cli.command("retry")
+def email_retry(
+    ids: Annotated[
+        list[str] | None, typer.Option("--id", help="A dead email's id (repeatable).")
+    ] = None,
+    retry_all: Annotated[bool, typer.Option("--all", help="Every dead email.")] = False,
+) -> None:
+    """Send dead emails again (with a new retry window). Verification and reset emails
+    get a fresh link; ones stored with a link that has expired are dropped instead."""
+    from melhor_saude.notification.operations import redrive
+
+    if bool(ids) == retry_all:
+        typer.echo("give --id (one or more) or --all", err=True)
+        raise typer.Exit(2)
+    _, urls = _prepare()
+    try:
+        result = asyncio.run(redrive(urls, None if retry_all else list(ids or [])))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"retried {len(result.retried)}, dropped {len(result.dropped)} (expired links)")
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -11,6 +11,7 @@ transaction-local, so a pooled connection (or PgBouncer) never leaks them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -126,16 +127,44 @@ def resolve_urls(settings: Settings) -> DatabaseUrls:
     return DatabaseUrls(admin=admin, app=app)
 
 
-def make_pool(url: str, *, min_size: int, max_size: int, name: str = "app") -> AsyncConnectionPool:
-    """An unopened pool of application-role connections returning rows as dicts."""
+def make_pool(
+    url: str,
+    *,
+    min_size: int,
+    max_size: int,
+    name: str = "app",
+    timeout: float = 10.0,
+    check: bool = False,
+) -> AsyncConnectionPool:
+    """An unopened pool of application-role connections returning rows as dicts.
+
+    `timeout`: how long a request waits for a connection (then `PoolTimeout`: 503).
+    `check`: test every connection as it is handed out, one round trip each: for
+    background workers, not the API's hot paths (whose transactions begin again on
+    a dead connection instead).
+
+    After an outage: psycopg_pool retries a failed connection with a delay that
+    doubles without limit, until `reconnect_timeout`; a long outage would leave the
+    pool waiting minutes after the server is back. A short `reconnect_timeout`
+    makes it give up early instead, and the next request that finds the pool short
+    starts a fresh attempt at once: connections come back within seconds of the
+    server, however long it was away.
+    """
     return AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
         open=False,
         name=name,
+        timeout=timeout,
+        reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
+        check=AsyncConnectionPool.check_connection if check else None,
         kwargs={"row_factory": dict_row, "autocommit": False},
     )
+
+
+# A failing connection attempt of the pool stops after this long (see `make_pool`).
+RECONNECT_GIVE_UP_SECONDS = 5.0
 
 
 # The first statement of every transaction, run as the login role: for a signed-in
@@ -178,6 +207,38 @@ async def set_caller(conn: Conn, caller: Caller, client: ClientInfo = NO_CLIENT)
         await conn.execute(_BEGIN, (caller.role, caller.claims_json, client.as_json))
 
 
+async def _begin(
+    conn: Conn, caller: Caller, client: ClientInfo, limits: Sequence[RateLimit]
+) -> Any:
+    """The rate-limit count and its commit, BEGIN and the caller's settings, pipelined:
+    one round trip. Returns the count's cursor (None without limits)."""
+    counted = None
+    async with conn.pipeline():
+        if limits:
+            counted = await conn.execute(
+                _RATE_LIMIT,
+                (
+                    [limit.key for limit in limits],
+                    [limit.limit for limit in limits],
+                    [limit.window_seconds for limit in limits],
+                ),
+            )
+            await conn.commit()
+        await set_caller(conn, caller, client)
+    return counted
+
+
+def _check_soon(pool: AsyncConnectionPool) -> None:
+    """Have the pool test its idle connections in the background (a dead one was just
+    found: the server restarted, the others are likely dead too)."""
+    task = asyncio.get_running_loop().create_task(pool.check())
+    _checks.add(task)
+    task.add_done_callback(_checks.discard)
+
+
+_checks: set[asyncio.Task[None]] = set()
+
+
 @asynccontextmanager
 async def transaction(
     pool: AsyncConnectionPool,
@@ -188,38 +249,36 @@ async def transaction(
     """One pooled connection, one transaction, acting as `caller`; commit or roll back.
 
     With `limits`, the request is counted against them first and refused with
-    `RateLimited` (429) when over any of them.
+    `RateLimited` (429) when over any of them. A pooled connection found dead at the
+    first statement (the server restarted since it was last used) is thrown away
+    and the transaction begins again on another: nothing had run on it. While the
+    server is unreachable the pool's wait runs out: `PoolTimeout`, answered 503.
     """
-    async with pool.connection() as raw:
-        conn = cast(Conn, raw)
-        # Pipelined: the rate-limit count and its commit, BEGIN and the caller's
-        # settings travel in one round trip.
-        counted = None
-        async with conn.pipeline():
-            if limits:
-                counted = await conn.execute(
-                    _RATE_LIMIT,
-                    (
-                        [limit.key for limit in limits],
-                        [limit.limit for limit in limits],
-                        [limit.window_seconds for limit in limits],
-                    ),
-                )
-                await conn.commit()
-            await set_caller(conn, caller, client)
-        if counted is not None:
-            row = await counted.fetchone()
-            wait = int(row["wait"]) if row and row["wait"] else 0
-            if wait > 0:
-                await conn.rollback()
-                raise RateLimited(retry_after=wait)
-        try:
-            yield conn
-        except BaseException:
-            if not conn.closed:
-                await conn.rollback()
-            raise
-        await conn.commit()
+    for attempt in (1, 2):
+        async with pool.connection() as raw:
+            conn = cast(Conn, raw)
+            try:
+                counted = await _begin(conn, caller, client, limits)
+            except psycopg.OperationalError:
+                if attempt == 2 or not conn.broken:
+                    raise
+                _check_soon(pool)
+                log.warning("a pooled connection was dead; beginning again on another")
+                continue  # leaving the block returns the broken connection: discarded
+            if counted is not None:
+                row = await counted.fetchone()
+                wait = int(row["wait"]) if row and row["wait"] else 0
+                if wait > 0:
+                    await conn.rollback()
+                    raise RateLimited(retry_after=wait)
+            try:
+                yield conn
+            except BaseException:
+                if not conn.closed:
+                    await conn.rollback()
+                raise
+            await conn.commit()
+            return
 
 
 class Queries:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     app_db_password: SecretStr | None = None
     db_pool_min: int = 2
     db_pool_max: int = 10
+    # How long a request waits for a pooled connection before answering 503 (the
+    # database is unreachable, or every connection is busy for that long).
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     # Public reads (the package list) served from memory for at most this long, emptied
     # as soon as the database notifies a change; 0 turns the cache off. The limit only
     # covers what no notification announces (a rate coming into force at midnight).
@@ -98,8 +101,19 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 10.0
-    email_max_attempts: int = 6
+    # Retrying a failed email: base × 2^(n−1) seconds capped at the cap, jittered, for
+    # the horizon (from queueing or re-drive), then dead-lettered. Max attempts is a
+    # backstop. A sender holds a claimed email for the lease at most.
+    email_retry_base_seconds: float = Field(default=30.0, gt=0)
+    email_retry_cap_seconds: float = Field(default=3600.0, gt=0)
+    email_retry_horizon_seconds: float = Field(default=86_400.0, gt=0)
+    email_max_attempts: int = Field(default=100, ge=1)
+    email_lease_seconds: int = Field(default=300, ge=1)
+    email_probe_seconds: float = Field(default=30.0, gt=0)
     email_poll_seconds: float = 1.0
+    # The worker's job runner, stopped by a database outage, starts again after this
+    # many seconds, doubling up to 30 s.
+    worker_restart_backoff_seconds: float = Field(default=1.0, gt=0, le=30)
     public_base_url: str = "http://127.0.0.1:8000"
 
     default_timezone: str = "Africa/Maputo"

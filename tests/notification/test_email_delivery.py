@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,9 +14,10 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.db import SERVICE, DatabaseUrls, make_pool, transaction
-from melhor_saude.notification.delivery import deliver_due, delivery_loop
+from melhor_saude.jobs import WorkerState
+from melhor_saude.notification.delivery import deliver_due, delivery_loop, retry_delay
 from melhor_saude.notification.mailer import build_message
-from melhor_saude.notification.service import enqueue_email
+from melhor_saude.notification.service import claim_email, email_failed, enqueue_email
 from melhor_saude.settings import Settings
 
 from .helpers import Inbox, deliver, free_port, smtp_settings
@@ -114,25 +116,26 @@ async def test_smtp_down_retries_with_backoff_then_dead_letters(
     down = smtp_settings(settings, closed_port, email_max_attempts=3)
     email_id = await _queue(worker_pool, _address())
 
-    # Attempt 1 fails: recorded on the row, due again ~30 s later.
+    # Attempt 1 fails: recorded on the row, due again 15-30 s later (30 s with jitter:
+    # between half and all of it, so emails failing together do not retry together).
     await deliver(worker_pool, down)
     row = await _row(worker_pool, email_id)
     assert (row["status"], row["attempts"], row["sent_at"]) == ("pending", 1, None)
     assert row["last_error"].startswith("ConnectionRefusedError")
     wait = row["next_attempt_at"] - datetime.now(UTC)
-    assert timedelta(seconds=20) < wait <= timedelta(seconds=30)
+    assert timedelta(seconds=13) < wait <= timedelta(seconds=30)
 
     # Before the wait is over, nothing tries it again.
     await deliver(worker_pool, down)
     assert (await _row(worker_pool, email_id))["attempts"] == 1
 
-    # Attempt 2 (once the wait is over) fails too: the wait doubles.
+    # Attempt 2 (once the wait is over) fails too: the wait doubles (30-60 s).
     _make_due(worker_database, email_id)
     await deliver(worker_pool, down)
     row = await _row(worker_pool, email_id)
     assert (row["status"], row["attempts"]) == ("pending", 2)
     wait = row["next_attempt_at"] - datetime.now(UTC)
-    assert timedelta(seconds=50) < wait <= timedelta(seconds=60)
+    assert timedelta(seconds=28) < wait <= timedelta(seconds=60)
 
     # Attempt 3 is the last: the email is dead-lettered and never tried again.
     _make_due(worker_database, email_id)
@@ -341,18 +344,88 @@ async def test_production_without_smtp_never_logs_the_email_and_keeps_it_pending
 async def test_the_delivery_loop_outlives_a_database_outage(
     worker_database: DatabaseUrls, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A loop whose pool cannot reach the server logs, pauses and stays up until stopped."""
+    """A loop whose pool cannot reach the server says so, pauses and stays up until
+    stopped (the worker's state tells `/ready`)."""
     nothing_listens = make_conninfo(worker_database.app, host="127.0.0.1", port=free_port())
     pool = AsyncConnectionPool(nothing_listens, min_size=0, max_size=1, open=False, timeout=0.5)
     await pool.open(wait=False)
     stop = asyncio.Event()
+    state = WorkerState()
     try:
-        with caplog.at_level(logging.ERROR, logger="melhor_saude.notification.delivery"):
-            loop = asyncio.create_task(delivery_loop(pool, settings, stop))
+        with caplog.at_level(logging.WARNING, logger="melhor_saude.notification.delivery"):
+            loop = asyncio.create_task(delivery_loop(pool, settings, stop, state))
             await asyncio.sleep(1.5)
             assert not loop.done()
             stop.set()
             await asyncio.wait_for(loop, timeout=5)
     finally:
         await pool.close()
-    assert "email delivery failed; pausing before the next try" in caplog.text
+    assert "email delivery paused: the database is unreachable" in caplog.text
+    assert state.email == "reconnecting"
+    assert state.last_error["email"].startswith("PoolTimeout")
+
+
+def test_retry_delays_double_up_to_the_cap_with_jitter(settings: Settings) -> None:
+    rng = random.Random(5)
+    for attempts in range(1, 25):
+        ceiling = min(30 * 2 ** (attempts - 1), 3600)
+        delays = {retry_delay(attempts, settings, rng) for _ in range(200)}
+        assert min(delays) >= ceiling // 2
+        assert max(delays) <= ceiling
+        assert len(delays) > 1  # spread: emails that failed together do not retry together
+
+
+async def test_retrying_stops_at_the_horizon_not_after_a_fixed_count(
+    worker_pool: AsyncConnectionPool, worker_database: DatabaseUrls, settings: Settings
+) -> None:
+    down = smtp_settings(settings, free_port())  # 100 attempts allowed, a day's horizon
+    young, old = await _queue(worker_pool, _address()), await _queue(worker_pool, _address())
+    with psycopg.connect(worker_database.admin) as conn:
+        conn.execute(
+            "UPDATE email_outbox SET retry_from = now() - interval '23 hours 59 minutes',"
+            " attempts = 30 WHERE id = %s",
+            (old,),
+        )
+    await deliver(worker_pool, down)
+    assert (await _row(worker_pool, young))["status"] == "pending"
+    row = await _row(worker_pool, old)
+    # Its next attempt would fall after the day is over: dead now, after 31 attempts.
+    assert (row["status"], row["attempts"]) == ("dead", 31)
+
+
+async def test_a_sender_that_lost_its_lease_records_nothing(
+    worker_pool: AsyncConnectionPool,
+    worker_database: DatabaseUrls,
+    settings: Settings,
+    smtp_server: tuple[Inbox, int],
+) -> None:
+    """A frozen sender's lease runs out; another sends the email; when the frozen one
+    wakes up, its outcome is refused (the row is no longer its)."""
+    inbox, port = smtp_server
+    to = _address()
+    email_id = await _queue(worker_pool, to)
+    async with transaction(worker_pool, SERVICE) as conn:
+        await conn.execute(
+            "UPDATE email_outbox SET next_attempt_at = now() + interval '1 hour'"
+            " WHERE status = 'pending' AND id <> %s",
+            (email_id,),
+        )  # others first out of the way: this claim must take our email
+        frozen = await claim_email(conn, lease_seconds=300)
+    assert frozen is not None
+    assert str(frozen["id"]) == email_id
+    with psycopg.connect(worker_database.admin) as conn:  # the lease runs out
+        conn.execute(
+            "UPDATE email_outbox SET claimed_until = now() - interval '1 second',"
+            " next_attempt_at = now() - interval '1 second' WHERE id = %s",
+            (email_id,),
+        )
+    await deliver(worker_pool, smtp_settings(settings, port))
+    assert len(inbox.to(to)) == 1
+    row = await _row(worker_pool, email_id)
+    assert (row["status"], row["attempts"], row["unfinished_attempts"]) == ("sent", 2, 1)
+    async with transaction(worker_pool, SERVICE) as conn:
+        recorded = await email_failed(
+            conn, email_id, str(frozen["claim_token"]), error="late", delay_seconds=30
+        )
+    assert recorded is False
+    assert (await _row(worker_pool, email_id))["status"] == "sent"

@@ -4,6 +4,7 @@ body and the bearer scheme; every refusal the database can raise has a stable co
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from melhor_saude import errors
 from melhor_saude.migrate import discover
@@ -21,14 +22,7 @@ async def test_every_operation_documents_its_errors_and_security(app, client):
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     for path, operations in spec["paths"].items():
         if path.startswith("/functions/"):
-            # The original's edge functions: its statuses and its error body.
-            for method, operation in operations.items():
-                answers = operation["responses"]
-                assert {"400", "401", "403", "404", "500"} <= set(answers), (method, path)
-                for status, answer in answers.items():
-                    if status.startswith(("4", "5")):
-                        schema = answer["content"]["application/json"]["schema"]
-                        assert schema == {"$ref": "#/components/schemas/FunctionError"}
+            _check_edge_function(path, operations)
             continue
         for method, operation in operations.items():
             answers = operation["responses"]
@@ -49,8 +43,26 @@ async def test_every_operation_documents_its_errors_and_security(app, client):
     assert len(signed_in) > 30
     for path, operations in signed_in.items():
         for method, operation in operations.items():
+            if (method, path) in PUBLIC:
+                assert "security" not in operation, (method, path)
+                continue
             assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
             assert {"401", "403"} <= set(operation["responses"]), (method, path)
+
+
+def _check_edge_function(path: str, operations: dict[str, Any]) -> None:
+    """The original's edge functions: its statuses and its error body."""
+    for method, operation in operations.items():
+        answers = operation["responses"]
+        assert {"400", "401", "403", "404", "500"} <= set(answers), (method, path)
+        for status, answer in answers.items():
+            if status.startswith(("4", "5")):
+                schema = answer["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/FunctionError"}
+
+
+# Answers that are the same for everyone: no token is looked at.
+PUBLIC = {("get", "/v1/packages")}
 
 
 def test_every_named_refusal_in_the_migrations_has_a_code(app):

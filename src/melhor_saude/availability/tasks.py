@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from melhor_saude.availability import repository
-from melhor_saude.jobs import app, job_transaction
+from melhor_saude.jobs import DATABASE_RETRY, app, job_transaction
 
 
 @app.periodic(cron="15 3 1 * *", periodic_id="refresh_exception_future_index")
-@app.task(name="ms:refresh_exception_future_index", queueing_lock="exception-index")
+@app.task(
+    name="ms:refresh_exception_future_index", queueing_lock="exception-index", retry=DATABASE_RETRY
+)
 async def refresh_exception_future_index(timestamp: int) -> None:
     """Move the future-dates partial index's cut-off to today (monthly)."""
     del timestamp

@@ -1,4 +1,5 @@
-"""Notification HTTP routes: the caller's in-app notifications and preferences."""
+"""Notification HTTP routes: the caller's in-app notifications and preferences; the
+email outbox for administrators."""
 
 from __future__ import annotations
 
@@ -51,3 +52,25 @@ async def update_preferences(body: schemas.PreferencesIn, ctx: CtxDep) -> schema
 async def mark_read(notification_id: uuid.UUID, ctx: CtxDep) -> schemas.NotificationOut:
     """Mark one of your notifications read (idempotent)."""
     return await service.mark_read(ctx, str(notification_id))
+
+
+@router.get("/admin/emails/summary", tags=["admin"])
+async def email_summary(ctx: CtxDep) -> schemas.OutboxSummaryOut:
+    """New, retrying and dead emails (administrators)."""
+    return await service.outbox_summary(ctx.conn)
+
+
+@router.get("/admin/emails/dead", tags=["admin"])
+async def dead_emails(
+    ctx: CtxDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[schemas.DeadEmailOut]:
+    """Dead-lettered emails, newest first (administrators)."""
+    return await service.dead_emails(ctx.conn, limit)
+
+
+@router.post("/admin/emails/retry", tags=["admin"])
+async def retry_dead_emails(body: schemas.RedriveIn, ctx: CtxDep) -> schemas.RedriveOut:
+    """Send dead emails again: `{"ids": [...]}` or `{"all": true}` (administrators).
+    Verification and reset emails get a fresh link when they are sent."""
+    ids = None if body.all else [str(i) for i in body.ids or []]
+    return await service.retry_dead_emails(ctx.conn, ids)

@@ -42,3 +42,16 @@ def _send_blocking(settings: Settings, message: EmailMessage) -> None:
 async def send(settings: Settings, message: EmailMessage) -> None:
     """Hand `message` to the configured SMTP server; raises on any failure."""
     await asyncio.to_thread(_send_blocking, settings, message)
+
+
+def _probe_blocking(settings: Settings) -> None:
+    assert settings.smtp_host
+    with smtplib.SMTP(
+        settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds
+    ) as smtp:
+        smtp.noop()
+
+
+async def probe(settings: Settings) -> None:
+    """Connect to the configured SMTP server and say NOOP; raises when it does not answer."""
+    await asyncio.to_thread(_probe_blocking, settings)

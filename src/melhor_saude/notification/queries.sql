@@ -5,43 +5,38 @@
 -- own functions call queue_email() themselves); the worker renders and sends it.
 SELECT queue_email(%(user_id)s, %(template)s, %(params)s, %(event)s, %(to)s) AS id;
 
--- claim_due_email --
--- The next email due for an attempt, locked for this delivery; rows another
--- delivery holds right now are skipped, so concurrent workers never share one.
-SELECT id, user_id, to_address, template, params, subject, body_text, attempts
-FROM email_outbox
-WHERE status = 'pending' AND next_attempt_at <= now()
-ORDER BY next_attempt_at
-LIMIT 1
-FOR UPDATE SKIP LOCKED;
+-- claim_email --
+-- The next due email, its attempt counted and the row leased to this sender, in a
+-- transaction of its own (committed before anything is sent).
+SELECT * FROM claim_email(%(lease_seconds)s);
 
--- mark_email_sent --
--- What was sent is kept (rendered at delivery).
-UPDATE email_outbox
-SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL,
-    subject = %(subject)s, body_text = %(body_text)s
-WHERE id = %(id)s AND status = 'pending';
-
--- mark_email_dropped --
--- Nothing to send after all (e.g. a reset for an address without an account).
-UPDATE email_outbox SET status = 'dropped' WHERE id = %(id)s AND status = 'pending';
+-- finish_email --
+-- The attempt's outcome, recorded only while this sender still holds the lease.
+SELECT finish_email(%(id)s, %(token)s, %(outcome)s, %(error)s, %(delay_seconds)s,
+                    %(subject)s, %(body_text)s) AS recorded;
 
 -- resolve_account_email --
 SELECT resolve_account_email(%(template)s, %(email)s, %(ttl_minutes)s) AS params;
 
--- mark_email_failed --
--- One failed attempt; the email is due again after `delay_seconds`.
-UPDATE email_outbox
-SET attempts = attempts + 1,
-    last_error = %(error)s,
-    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s)
-WHERE id = %(id)s AND status = 'pending';
+-- email_retry_now --
+SELECT email_retry_now() AS moved;
 
--- mark_email_dead --
--- The last attempt failed: dead-letter the email (kept for inspection, never retried).
-UPDATE email_outbox
-SET status = 'dead', attempts = attempts + 1, last_error = %(error)s
-WHERE id = %(id)s AND status = 'pending';
+-- retry_waiting --
+-- Whether any email is waiting out a backoff (what makes probing SMTP worth it).
+SELECT EXISTS (
+    SELECT 1 FROM email_outbox
+    WHERE status = 'pending' AND attempts > 0 AND claimed_until IS NULL
+      AND next_attempt_at > now()
+) AS waiting;
+
+-- outbox_summary --
+SELECT pending, retrying, dead, oldest_due_seconds FROM email_outbox_summary();
+
+-- dead_emails --
+SELECT id, to_address, template, attempts, last_error, created_at FROM dead_emails(%(limit)s);
+
+-- retry_dead_emails --
+SELECT id, outcome FROM retry_dead_emails(%(ids)s);
 
 -- notify_user --
 -- An in-app notification unless the recipient turned the event off; NULL when skipped.

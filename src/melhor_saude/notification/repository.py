@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import Conn, Queries, Row
+from melhor_saude.context import SERVICE
+from melhor_saude.db import Conn, MissingRow, Queries, Row
 
 _q = Queries("melhor_saude.notification")
 
@@ -33,24 +35,33 @@ async def queue_email(
     return str(row["id"]) if row and row["id"] else None
 
 
-async def claim_due_email(conn: Conn) -> Row | None:
-    return await _q.one(conn, "claim_due_email")
+async def claim_email(conn: Conn, *, lease_seconds: int) -> Row | None:
+    return await _q.one(conn, "claim_email", lease_seconds=lease_seconds)
 
 
-async def mark_email_sent(conn: Conn, email_id: str, *, subject: str, body_text: str) -> None:
-    await _q.run(conn, "mark_email_sent", id=email_id, subject=subject, body_text=body_text)
-
-
-async def mark_email_dropped(conn: Conn, email_id: str) -> None:
-    await _q.run(conn, "mark_email_dropped", id=email_id)
-
-
-async def mark_email_failed(conn: Conn, email_id: str, *, error: str, delay_seconds: int) -> None:
-    await _q.run(conn, "mark_email_failed", id=email_id, error=error, delay_seconds=delay_seconds)
-
-
-async def mark_email_dead(conn: Conn, email_id: str, *, error: str) -> None:
-    await _q.run(conn, "mark_email_dead", id=email_id, error=error)
+async def finish_email(
+    conn: Conn,
+    email_id: str,
+    token: str,
+    outcome: str,
+    *,
+    error: str | None = None,
+    delay_seconds: int | None = None,
+    subject: str | None = None,
+    body_text: str | None = None,
+) -> bool:
+    row = await _q.required(
+        conn,
+        "finish_email",
+        id=email_id,
+        token=token,
+        outcome=outcome,
+        error=error,
+        delay_seconds=delay_seconds,
+        subject=subject,
+        body_text=body_text,
+    )
+    return bool(row["recorded"])
 
 
 async def resolve_account_email(
@@ -61,6 +72,33 @@ async def resolve_account_email(
     )
     params: dict[str, Any] | None = row["params"] if row else None
     return params
+
+
+async def email_retry_now(conn: Conn) -> int:
+    return int((await _q.required(conn, "email_retry_now"))["moved"])
+
+
+async def retry_waiting(conn: Conn) -> bool:
+    return bool((await _q.required(conn, "retry_waiting"))["waiting"])
+
+
+async def outbox_summary(conn: Conn) -> Row:
+    return await _q.required(conn, "outbox_summary")
+
+
+async def read_outbox_summary(pool: AsyncConnectionPool) -> Row:
+    row = await _q.read(pool, SERVICE, "outbox_summary")
+    if row is None:
+        raise MissingRow("outbox_summary")
+    return row
+
+
+async def dead_emails(conn: Conn, limit: int) -> list[Row]:
+    return await _q.all(conn, "dead_emails", limit=limit)
+
+
+async def retry_dead_emails(conn: Conn, ids: list[str] | None) -> list[Row]:
+    return await _q.all(conn, "retry_dead_emails", ids=ids)
 
 
 async def notify_user(

@@ -6,6 +6,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
 from melhor_saude import errors
 from melhor_saude.compliance import audit
 from melhor_saude.context import Ctx
@@ -158,30 +160,10 @@ async def update_preferences(
 # Delivery bookkeeping (worker side, service role).
 
 
-async def claim_due_email(conn: Conn) -> dict[str, Any] | None:
-    """The next email due for an attempt, locked for this transaction; None when none is."""
-    return await repository.claim_due_email(conn)
-
-
-async def email_sent(
-    conn: Conn, email_id: str, *, attempts: int, subject: str, body_text: str
-) -> None:
-    """Record a delivered email and what it said."""
-    await repository.mark_email_sent(conn, email_id, subject=subject, body_text=body_text)
-    await audit.record(
-        conn,
-        action="email.sent",
-        actor_id=None,
-        actor_role="service_role",
-        entity_type="email_outbox",
-        entity_id=email_id,
-        details={"attempts": attempts},
-    )
-
-
-async def email_dropped(conn: Conn, email_id: str) -> None:
-    """Record an email that had nothing to send (no account behind the address)."""
-    await repository.mark_email_dropped(conn, email_id)
+async def claim_email(conn: Conn, *, lease_seconds: int) -> dict[str, Any] | None:
+    """The next due email with this attempt counted and the row leased for
+    `lease_seconds`; None when none is due. Commit before sending."""
+    return await repository.claim_email(conn, lease_seconds=lease_seconds)
 
 
 async def resolve_account_email(
@@ -194,21 +176,91 @@ async def resolve_account_email(
     )
 
 
-async def email_failed(conn: Conn, email_id: str, *, error: str, delay_seconds: int) -> None:
-    """Record a failed attempt that will be retried."""
-    await repository.mark_email_failed(conn, email_id, error=error, delay_seconds=delay_seconds)
+async def email_sent(
+    conn: Conn, email_id: str, token: str, *, attempts: int, subject: str, body_text: str
+) -> bool:
+    """Record a delivered email and what it said (False: the lease was lost meanwhile)."""
+    recorded = await repository.finish_email(
+        conn, email_id, token, "sent", subject=subject, body_text=body_text
+    )
+    if recorded:
+        await audit.record(
+            conn,
+            action="email.sent",
+            actor_id=None,
+            actor_role="service_role",
+            entity_type="email_outbox",
+            entity_id=email_id,
+            details={"attempts": attempts},
+        )
+    return recorded
 
 
-async def email_dead(conn: Conn, email_id: str, *, attempts: int, error: str) -> None:
-    """Dead-letter an email whose last attempt failed."""
-    await repository.mark_email_dead(conn, email_id, error=error)
-    await audit.record(
-        conn,
-        action="email.dead",
-        actor_id=None,
-        actor_role="service_role",
-        entity_type="email_outbox",
-        entity_id=email_id,
-        outcome="failure",
-        details={"attempts": attempts, "error": error},
+async def email_dropped(conn: Conn, email_id: str, token: str) -> bool:
+    """Record an email that had nothing to send (no account behind the address, or a
+    link that has expired)."""
+    return await repository.finish_email(conn, email_id, token, "dropped")
+
+
+async def email_failed(
+    conn: Conn, email_id: str, token: str, *, error: str, delay_seconds: int
+) -> bool:
+    """Record a failed attempt that will be retried after `delay_seconds`."""
+    return await repository.finish_email(
+        conn, email_id, token, "retry", error=error, delay_seconds=delay_seconds
+    )
+
+
+async def email_dead(conn: Conn, email_id: str, token: str, *, attempts: int, error: str) -> bool:
+    """Dead-letter an email: no more attempts until an operator re-drives it."""
+    recorded = await repository.finish_email(conn, email_id, token, "dead", error=error)
+    if recorded:
+        await audit.record(
+            conn,
+            action="email.dead",
+            actor_id=None,
+            actor_role="service_role",
+            entity_type="email_outbox",
+            entity_id=email_id,
+            outcome="failure",
+            details={"attempts": attempts, "error": error},
+        )
+    return recorded
+
+
+async def email_retry_now(conn: Conn) -> int:
+    """Make the emails waiting out a backoff due now (SMTP answers again)."""
+    return await repository.email_retry_now(conn)
+
+
+async def retry_waiting(conn: Conn) -> bool:
+    """Whether any email is waiting out a backoff."""
+    return await repository.retry_waiting(conn)
+
+
+# Operators: the outbox's state, dead letters, re-driving (admins, or the CLI as the
+# service).
+
+
+async def outbox_summary(conn: Conn) -> schemas.OutboxSummaryOut:
+    """New, retrying and dead emails, and how overdue the most overdue one is."""
+    return schemas.OutboxSummaryOut(**await repository.outbox_summary(conn))
+
+
+async def read_outbox_summary(pool: AsyncConnectionPool) -> schemas.OutboxSummaryOut:
+    """The same, as the service, in a transaction of its own (one round trip)."""
+    return schemas.OutboxSummaryOut(**await repository.read_outbox_summary(pool))
+
+
+async def dead_emails(conn: Conn, limit: int = 100) -> list[schemas.DeadEmailOut]:
+    """Dead-lettered emails, newest first."""
+    return [schemas.DeadEmailOut(**r) for r in await repository.dead_emails(conn, limit)]
+
+
+async def retry_dead_emails(conn: Conn, ids: list[str] | None) -> schemas.RedriveOut:
+    """Re-drive the given dead emails (all of them with None)."""
+    rows = await repository.retry_dead_emails(conn, ids)
+    return schemas.RedriveOut(
+        retried=[r["id"] for r in rows if r["outcome"] == "pending"],
+        dropped=[r["id"] for r in rows if r["outcome"] == "dropped"],
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from melhor_saude.jobs import app, job_transaction
+from melhor_saude.jobs import DATABASE_RETRY, app, job_transaction
 from melhor_saude.package import repository
 
 
 @app.periodic(cron="30 6 * * *", periodic_id="package_expiry")
-@app.task(name="ms:package_expiry", queueing_lock="package-expiry")
+@app.task(name="ms:package_expiry", queueing_lock="package-expiry", retry=DATABASE_RETRY)
 async def package_expiry(timestamp: int) -> dict[str, int]:
     """Daily: warn, once per purchase, buyers whose unused sessions expire within 7
     days; mark purchases past their expiry `expired` (unused sessions are reported in
