@@ -116,6 +116,16 @@ class Settings(BaseSettings):
     worker_restart_backoff_seconds: float = Field(default=1.0, gt=0, le=30)
     public_base_url: str = "http://127.0.0.1:8000"
 
+    # Where meeting recordings live: `local` keeps them under the data directory,
+    # encrypted with `storage_key` (base64 of 32 bytes; unset in development: one is
+    # generated into the data directory on first use); `s3` uses any S3-compatible
+    # store, its credentials from the usual AWS_* variables.
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_key: SecretStr | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "meeting-recordings"
+    s3_region: str = "us-east-1"
+
     default_timezone: str = "Africa/Maputo"
     default_currency: str = "MZN"
     max_body_bytes: int = 1_000_000
