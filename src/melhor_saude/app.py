@@ -157,6 +157,7 @@ def _routers() -> list[Any]:
     from melhor_saude.identity.api import router as identity_router
     from melhor_saude.notification.api import router as notification_router
     from melhor_saude.package.api import router as package_router
+    from melhor_saude.recurring.api import router as recurring_router
     from melhor_saude.specialist.api import router as specialist_router
 
     # Requests are matched against routes in this order: the hot paths (slots,
@@ -170,6 +171,7 @@ def _routers() -> list[Any]:
         identity_router,
         company_router,
         credit_router,
+        recurring_router,
         functions_router,
         notification_router,
         compliance_router,

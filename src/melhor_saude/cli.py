@@ -19,8 +19,10 @@ user_cli = typer.Typer(help="Accounts.", no_args_is_help=True)
 seed_cli = typer.Typer(help="Demo data.", no_args_is_help=True)
 token_cli = typer.Typer(help="Tokens for trusted callers.", no_args_is_help=True)
 email_cli = typer.Typer(help="The email outbox: dead letters, re-driving.", no_args_is_help=True)
+recurring_cli = typer.Typer(help="Recurring series.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(email_cli, name="email")
+cli.add_typer(recurring_cli, name="recurring")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(user_cli, name="user")
 cli.add_typer(seed_cli, name="seed")
@@ -203,6 +205,40 @@ def email_retry(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"retried {len(result.retried)}, dropped {len(result.dropped)} (expired links)")
+
+
+@recurring_cli.command("dispatch")
+def recurring_dispatch(
+    on: Annotated[
+        str | None, typer.Option("--date", help="Dispatch as if today were YYYY-MM-DD.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Do it all, then roll back: what would happen.")
+    ] = False,
+) -> None:
+    """Book every recurring occurrence due within the lead window now (what the daily
+    job does), with a progress bar and a summary."""
+    from datetime import date
+
+    from melhor_saude.recurring.operations import dispatch_now
+
+    try:
+        today = date.fromisoformat(on) if on else None
+    except ValueError as exc:
+        typer.echo(f"not a date: {on!r} (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from exc
+    settings, urls = _prepare()
+    summary = asyncio.run(dispatch_now(settings, urls, today=today, dry_run=dry_run))
+    typer.echo(
+        f"{'dry run: ' if dry_run else ''}{summary.series} series, {summary.created} booked,"
+        f" {summary.skipped} skipped, {summary.missed} missed, {summary.failed} failed"
+    )
+    for reason, n in sorted(summary.skip_reasons.items()):
+        typer.echo(f"  skipped {reason}: {n}")
+    for error in summary.errors[:20]:
+        typer.echo(f"  failed {error['series_id']} {error['date']}: {error['error']}")
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

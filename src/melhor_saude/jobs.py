@@ -35,6 +35,7 @@ TASK_MODULES = [
     "melhor_saude.availability.tasks",
     "melhor_saude.identity.tasks",
     "melhor_saude.package.tasks",
+    "melhor_saude.recurring.tasks",
 ]
 
 # The connector is replaced when a worker starts (`connector_for`); this one is never

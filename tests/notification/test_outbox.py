@@ -188,6 +188,7 @@ def test_every_template_renders_in_portuguese_with_its_parameters() -> None:
         "expires_at": "2027-01-31T22:00:00+00:00",
         "remaining": 2,
         "unused": 1,
+        "why": "o horário já estava ocupado",
     }
     subjects = {name: render(name, params, BASE).subject for name in TEMPLATES}
     assert subjects == {
@@ -203,6 +204,7 @@ def test_every_template_renders_in_portuguese_with_its_parameters() -> None:
         "package_purchased": "Pacote adquirido: Pacote 4",
         "package_expiring": "O seu pacote «Pacote 4» expira em breve",
         "package_expired": "O seu pacote «Pacote 4» expirou",
+        "recurring_occurrence_skipped": "Sessão recorrente não marcada: 03/12/2026 14:00 (CAT)",
     }
     purchased = render("package_purchased", params, BASE).body_text
     assert "válido até 01/02/2027 00:00 (CAT)" in purchased

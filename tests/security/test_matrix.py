@@ -72,6 +72,8 @@ EXPECTED_SELECT: dict[str, dict[str, int | None]] = {
     "bookings": _sees(None, 1, 1, 1, 1, 0, 0, 2),
     "booking_packages": _sees(1, 1, 1, 1, 2, 1, 1, 2),
     "package_purchases": _sees(None, 1, 0, 1, 0, 0, 0, 1),
+    "recurring_bookings": _sees(None, 1, 0, 1, 0, 0, 0, 1),
+    "recurring_occurrences": _sees(None, 1, 0, 1, 0, 0, 0, 1),
     "booking_status_history": _sees(None, 1, 1, 1, 1, 0, 0, 2),
     "booking_cancellations": _sees(None, 1, 0, 1, 0, 0, 0, 1),
     "idempotency_keys": _sees(None, 1, 1, 0, 0, 0, 0, 0),
@@ -233,6 +235,20 @@ def _seed(conn: psycopg.Connection[Any]) -> dict[str, str]:
         " sessions_total, price, discount_percentage, final_price, currency,"
         " payment_reference) VALUES (%s, %s, %s, 'P', 5, 500, 0, 500, 'MZN', 'REF-1')",
         (package[0], ids["employee"], ids["specialist"]),
+    )
+    # A weekly series of the employee's with the specialist, one occurrence recorded.
+    series = x(
+        "INSERT INTO recurring_bookings (user_id, specialist_id, frequency, start_date,"
+        " local_time, timezone, duration_minutes, pillar, mode, funding, next_booking_date)"
+        " VALUES (%s, %s, 'weekly', current_date + 1, '10:00', 'UTC', 60, 'saude_mental',"
+        " 'virtual', 'self_pay', current_date + 1) RETURNING id",
+        (ids["employee"], ids["specialist"]),
+    ).fetchone()
+    assert series is not None
+    x(
+        "INSERT INTO recurring_occurrences (series_id, occurrence_date, starts_at, outcome)"
+        " VALUES (%s, current_date - 6, now() - interval '6 days', 'missed')",
+        (series[0],),
     )
     return ids
 
@@ -409,16 +425,19 @@ EXPECTED_FUNCTIONS = {
         "public.api_instant", "public.cancel_booking", "public.cancellation_policy",
         "public.cancellation_report", "public.create_availability_exceptions",
         "public.create_booking", "public.create_company", "public.create_invite",
-        "public.create_package", "public.create_session_type", "public.deactivate_company",
-        "public.deactivate_package", "public.dead_emails", "public.delete_availability_exception",
-        "public.email_outbox_summary", "public.grant_role", "public.is_valid_timezone",
+        "public.create_package", "public.create_recurring_booking", "public.create_session_type",
+        "public.deactivate_company", "public.deactivate_package", "public.dead_emails",
+        "public.delete_availability_exception", "public.email_outbox_summary",
+        "public.end_recurring_booking", "public.grant_role", "public.is_valid_timezone",
         "public.mark_notification_read", "public.my_session_credits", "public.package_final_price",
         "public.package_purchase_balance", "public.package_sales_report", "public.package_saving",
-        "public.purchase_package", "public.remove_member", "public.replace_weekly_hours",
-        "public.reschedule_booking", "public.retry_dead_emails", "public.revoke_invite",
-        "public.revoke_package_purchase", "public.revoke_role", "public.set_booking_meeting_url",
-        "public.set_booking_status", "public.set_member_allocation",
-        "public.set_notification_preferences", "public.specialist_busy_ranges",
+        "public.pause_recurring_booking", "public.purchase_package", "public.record_dispatch_run",
+        "public.recurring_preview", "public.remove_member", "public.replace_weekly_hours",
+        "public.reschedule_booking", "public.resume_recurring_booking", "public.retry_dead_emails",
+        "public.revoke_invite", "public.revoke_package_purchase", "public.revoke_role",
+        "public.set_booking_meeting_url", "public.set_booking_status",
+        "public.set_member_allocation", "public.set_notification_preferences",
+        "public.skip_recurring_occurrence", "public.specialist_busy_ranges",
         "public.specialist_exception_private", "public.specialist_rate_on",
         "public.specialist_schedule", "public.update_company", "public.update_my_profile",
         "public.update_package", "public.update_specialist_profile",

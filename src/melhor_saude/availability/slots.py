@@ -54,7 +54,7 @@ class Slot:
 
 
 @lru_cache(maxsize=1 << 16)
-def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
+def local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
     """A wall-clock time on a local date, as UTC; read as PostgreSQL's AT TIME ZONE reads
     it, so the database's slot check agrees: a time skipped by a DST change takes the
     offset before the change (02:30 on a spring-forward night is 03:30 local), and a
@@ -70,13 +70,13 @@ def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
 
 
 def _day_bounds(day: date, tz: ZoneInfo) -> Interval:
-    return _local(day, time(0), tz), _local(day + timedelta(days=1), time(0), tz)
+    return local_instant(day, time(0), tz), local_instant(day + timedelta(days=1), time(0), tz)
 
 
 def _exception_interval(exc: AvailabilityException, tz: ZoneInfo) -> Interval:
     if exc.all_day or exc.start is None or exc.end is None:
         return _day_bounds(exc.day, tz)
-    return _local(exc.day, exc.start, tz), _local(exc.day, exc.end, tz)
+    return local_instant(exc.day, exc.start, tz), local_instant(exc.day, exc.end, tz)
 
 
 def union(intervals: Iterable[Interval]) -> list[Interval]:
@@ -124,7 +124,7 @@ def available_time(
     day = first_day
     while day <= last_day:
         for h in by_weekday.get(day.isoweekday(), []):
-            opened.append((_local(day, h.start, tz), _local(day, h.end, tz)))
+            opened.append((local_instant(day, h.start, tz), local_instant(day, h.end, tz)))
         day += timedelta(days=1)
     for exc in exceptions:
         if not first_day <= exc.day <= last_day:

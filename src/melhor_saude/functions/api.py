@@ -24,6 +24,8 @@ from melhor_saude import errors
 from melhor_saude.booking import cancellation, schemas
 from melhor_saude.context import Ctx
 from melhor_saude.db import transaction
+from melhor_saude.recurring import service as recurring
+from melhor_saude.recurring.schemas import DispatchIn
 from melhor_saude.schemas import Strict
 from melhor_saude.web import BearerDoc, caller_of, client_of, clock_of, write_limits
 
@@ -166,3 +168,69 @@ async def booking_cancel(request: Request, _: BearerDoc) -> JSONResponse:
         return JSONResponse({"success": True, "message": done.message}, headers=CORS)
 
     return await run_function(request, "CANCELLATION_FAILED", work)
+
+
+_DISPATCH_DOCUMENTED = {
+    status: {"model": FunctionError, "description": meaning}
+    for status, meaning in {
+        400: "INVALID_REQUEST",
+        401: "UNAUTHORIZED: no token, or not an admin's or the service's",
+        403: "FORBIDDEN: signed in, not an administrator",
+        500: "DISPATCH_FAILED: the run stopped on an unexpected error",
+        503: "SERVICE_UNAVAILABLE (see Retry-After)",
+    }.items()
+}
+
+
+class DispatcherOk(BaseModel):
+    success: bool
+    message: str
+    count: int
+    bookings: list[str]
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="Only when some occurrences failed"
+    )
+
+
+@router.options("/recurring-bookings-dispatcher", include_in_schema=False)
+async def dispatcher_preflight() -> Response:
+    """CORS preflight, as the original answered it."""
+    return Response("ok", headers=CORS)
+
+
+@router.post(
+    "/recurring-bookings-dispatcher",
+    response_model=DispatcherOk,
+    responses=_DISPATCH_DOCUMENTED,  # type: ignore[arg-type]  # FastAPI's mapping type is too narrow
+)
+async def recurring_bookings_dispatcher(request: Request, _: BearerDoc) -> JSONResponse:
+    """The seed's `recurring-bookings-dispatcher`, for an admin or a service-role token
+    (`melhor-saude token service`): books every occurrence due within the lead window,
+    once. `200 {"success": true, "message": "Dispatched N recurring bookings", "count",
+    "bookings", "errors"?}`; an occurrence skipped for a business reason (slot taken,
+    no credits...) is not an error. The `apikey` header is accepted and ignored."""
+    try:
+        caller = caller_of(request, allow_service=True)
+        if caller.role == "anon":
+            raise errors.Unauthorized("Missing or invalid authorization")
+        done = await recurring.dispatch_as(
+            request.app.state.pool, request.app.state.settings, caller, DispatchIn()
+        )
+    except errors.DomainError as exc:
+        return _from_domain(exc)
+    except (psycopg.Error, PoolTimeout) as exc:
+        translated = errors.from_database(exc) if isinstance(exc, psycopg.Error) else None
+        if (translated is not None and translated.status < 500) or (
+            translated is not None and translated.status == 503
+        ):
+            return _from_domain(translated)
+        return function_error(500, "DISPATCH_FAILED", "The dispatch failed")
+    body: dict[str, Any] = {
+        "success": True,
+        "message": f"Dispatched {done.created} recurring bookings",
+        "count": done.created,
+        "bookings": [str(b) for b in done.bookings],
+    }
+    if done.errors:
+        body["errors"] = done.errors
+    return JSONResponse(body, headers=CORS)

@@ -99,6 +99,15 @@ TEMPLATES: dict[str, EmailTemplate] = {
         Template("Sessão remarcada para $starts_at_local"),
         Template("Olá $name,\n\nA sua sessão com $specialist foi remarcada para $starts_at_local."),
     ),
+    "recurring_occurrence_skipped": EmailTemplate(
+        Template("Sessão recorrente não marcada: $starts_at_local"),
+        Template(
+            "Olá $name,\n\n"
+            "A sua sessão recorrente com $specialist de $starts_at_local não foi marcada:"
+            " $why.\n\n"
+            "As seguintes continuam como previsto. Pode marcar outro horário na aplicação."
+        ),
+    ),
     "package_purchased": EmailTemplate(
         Template("Pacote adquirido: $package"),
         Template(

@@ -1,0 +1,170 @@
+"""The recurring dispatcher under load: 1,000,000 series, 100,000 due in one run.
+
+    python3 -m uv run python bench/dispatch.py                 # generates its own database
+    python3 -m uv run python bench/dispatch.py --reuse DBNAME  # on a kept bench/run.py database
+    python3 -m uv run python bench/dispatch.py --series 100000 --due 10000   # smaller
+
+The series go onto a database that already holds bench/run.py's data (10,000
+specialists working weekdays 08:00-12:00 and 13:00-17:00 local, 50,000 employees with
+company credits); without `--reuse` that data is generated first. The due series are
+weekly, at 10:00 and 11:00 local on each weekday of the coming week, ten per
+specialist, each for a different employee, company-funded: every occurrence passes
+every check of a manual booking (slot grid, exceptions, overlap, credits) and is booked.
+The others start 30-330 days from now. One run of the dispatcher (as the daily job
+runs it, `--parallel` of them at once sharing the work) is timed, with the process's
+peak memory, and pgbench's TPC-B-like figure on the same server in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from generate import generate
+from melhor_saude.db import app_url_for, make_pool, with_database
+from melhor_saude.migrate import migrate
+from melhor_saude.recurring import dispatcher
+from melhor_saude.settings import Settings
+from run import OUT, SECRET, create_db, pgbench, server_url
+
+SERIES = """
+INSERT INTO recurring_bookings (user_id, specialist_id, frequency, start_date, local_time,
+                                timezone, duration_minutes, pillar, mode, funding,
+                                next_booking_date)
+SELECT e.id, s.id, 'weekly', d, t, s.timezone, 60, s.pillars[1], 'virtual', 'company_quota', d
+FROM (SELECT id, timezone, pillars, row_number() OVER (ORDER BY id) - 1 AS n
+      FROM specialists) s
+CROSS JOIN generate_series(0, %(per_specialist)s - 1) k
+CROSS JOIN LATERAL (
+    -- Due: the k-th of the ten weekday slots (five weekdays, 10:00 and 11:00) of the
+    -- coming week, from tomorrow. Not due: 30-330 days from now.
+    SELECT CASE WHEN k < %(due_per_specialist)s
+                THEN (SELECT day FROM generate_series(current_date + 1, current_date + 7,
+                                                      interval '1 day') AS g (day)
+                      WHERE extract(isodow FROM day) <= 5
+                      ORDER BY day OFFSET (k / 2) %% 5 LIMIT 1)::date
+                ELSE current_date + 30 + ((s.n + k * 7) %% 300)::integer END AS d,
+           CASE WHEN k %% 2 = 0 THEN time '10:00' ELSE time '11:00' END AS t
+) slot
+JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
+      WHERE email LIKE 'emp%%@bench.example') e
+  ON e.n = (s.n * %(per_specialist)s + k) %% %(employees)s
+"""
+
+
+def add_series(owner_url: str, series: int, due: int) -> dict[str, float]:
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT set_config('request.jwt.claims', '{\"role\": \"service_role\"}', false)"
+        )
+        specialists = conn.execute("SELECT count(*) FROM specialists").fetchone()[0]  # type: ignore[index]
+        employees = conn.execute(
+            "SELECT count(*) FROM users WHERE email LIKE 'emp%%@bench.example'"
+        ).fetchone()[0]  # type: ignore[index]
+        started = time.perf_counter()
+        conn.execute(
+            SERIES,
+            {
+                "per_specialist": max(1, series // specialists),
+                "due_per_specialist": min(10, max(1, due // specialists)),
+                "employees": employees,
+            },
+        )
+        generated = time.perf_counter() - started
+        conn.execute("VACUUM ANALYZE recurring_bookings")
+        count, due_now = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE next_booking_date <= current_date + 7)"
+            " FROM recurring_bookings WHERE is_active"
+        ).fetchone()  # type: ignore[misc]
+    print(f"  series: {count} ({due_now} due this week), generated in {generated:.1f} s")
+    return {"seconds": round(generated, 1), "series": count, "due": due_now}
+
+
+async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
+    settings = Settings(_env_file=None, jwt_secret=SECRET)
+    pool = make_pool(app_url, min_size=parallel, max_size=parallel, name="dispatch")
+    await pool.open(wait=True)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        started = time.perf_counter()
+        summaries = await asyncio.gather(
+            *(dispatcher.dispatch(pool, settings) for _ in range(parallel))
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        await pool.close()
+    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    occurrences = sum(s.occurrences for s in summaries)
+    result = {
+        "parallel": parallel,
+        "seconds": round(seconds, 2),
+        "occurrences": occurrences,
+        "created": sum(s.created for s in summaries),
+        "skipped": sum(s.skipped for s in summaries),
+        "skip_reasons": [s.skip_reasons for s in summaries],
+        "missed": sum(s.missed for s in summaries),
+        "failed": sum(s.failed for s in summaries),
+        "series": sum(s.series for s in summaries),
+        "occurrences_per_second": round(occurrences / seconds, 1),
+        "peak_rss_mb_before": round(peak_before / 1024, 1),
+        "peak_rss_mb_after": round(peak_after / 1024, 1),
+    }
+    print(
+        f"  dispatch x{parallel}: {occurrences} occurrences in {seconds:.1f} s"
+        f" = {result['occurrences_per_second']}/s ({result['created']} booked,"
+        f" {result['skipped']} skipped {result['skip_reasons']}, {result['failed']} failed);"
+        f" peak RSS {result['peak_rss_mb_before']} -> {result['peak_rss_mb_after']} MB",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reuse", metavar="DBNAME")
+    parser.add_argument("--series", type=int, default=1_000_000)
+    parser.add_argument("--due", type=int, default=100_000)
+    parser.add_argument("--parallel", type=int, default=1)
+    args = parser.parse_args()
+    server = server_url()
+    name = args.reuse or f"ms_bench_{uuid.uuid4().hex[:8]}"
+    owner = with_database(server, name) if args.reuse else create_db(server, name)
+    migrate(owner)
+    if not args.reuse:
+        print("generating bench/run.py's data ...", flush=True)
+        generate(owner, 1.0)
+    report: dict[str, object] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "database": name,
+        "cpus": os.cpu_count(),
+    }
+    report["series"] = add_series(owner, args.series, args.due)
+    print("pgbench (same server, same run) ...", flush=True)
+    report["pgbench"] = pgbench(server, 20)
+    report["dispatch"] = asyncio.run(
+        run_dispatch(app_url_for(owner, "ms_app", None), args.parallel)
+    )
+    tpcb = report["pgbench"]["tpcb_like"]["tps"]  # type: ignore[index]
+    rate = report["dispatch"]["occurrences_per_second"]  # type: ignore[index]
+    report["occurrences_pct_of_tpcb"] = round(100 * rate / tpcb, 1)
+    print(f"  occurrences/s as a share of TPC-B-like tps: {report['occurrences_pct_of_tpcb']} %")
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"dispatch-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    print(f"results: {path} (database {name} kept)")
+
+
+if __name__ == "__main__":
+    main()

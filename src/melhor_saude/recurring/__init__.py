@@ -1,0 +1,1 @@
+"""Recurring sessions: series that book themselves through the dispatcher (SPEC §8)."""

@@ -1,0 +1,84 @@
+"""A series' calendar: which local dates it falls on, and at what instant.
+
+Dates come from `python-dateutil`'s rrule, always counted from the start date (never
+by adding a month to the previous occurrence, which drifts): weekly, biweekly (every
+second week from the start) and monthly (the start's day of the month, clamped to the
+month's last day: Jan 31 → Feb 28/29 → Mar 31 → Apr 30). The end date is inclusive.
+Each date's instant is the local wall-clock time in the series' timezone, read as
+PostgreSQL reads `(date + time) AT TIME ZONE zone` (`availability.slots.local_instant`):
+a time a DST change skips takes the offset before the change, one it repeats is its
+second (standard-time) reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from dateutil.rrule import MONTHLY, WEEKLY, rrule
+
+from melhor_saude.availability.slots import local_instant
+
+Frequency = Literal["weekly", "biweekly", "monthly"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What decides a series' dates and instants."""
+
+    frequency: Frequency
+    start_date: date
+    end_date: date | None
+    local_time: time
+    timezone: str
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0))
+
+
+def rule(schedule: Schedule) -> rrule:
+    """The series' recurrence, anchored at its start date."""
+    start = _midnight(schedule.start_date)
+    until = _midnight(schedule.end_date) if schedule.end_date else None
+    if schedule.frequency == "monthly":
+        day = schedule.start_date.day
+        if day <= 28:
+            return rrule(MONTHLY, dtstart=start, until=until, bymonthday=day)
+        # The day, or the month's last day when the month is shorter: of the two, the
+        # first that exists.
+        return rrule(MONTHLY, dtstart=start, until=until, bymonthday=(day, -1), bysetpos=1)
+    interval = 2 if schedule.frequency == "biweekly" else 1
+    return rrule(WEEKLY, dtstart=start, until=until, interval=interval)
+
+
+def dates_between(schedule: Schedule, first: date, last: date) -> list[date]:
+    """The series' dates from `first` to `last`, both inclusive."""
+    if last < first:
+        return []
+    found = rule(schedule).between(_midnight(first), _midnight(last), inc=True)
+    return [d.date() for d in found]
+
+
+def next_after(schedule: Schedule, day: date) -> date | None:
+    """The series' first date after `day`, or None when it has ended."""
+    found = rule(schedule).after(_midnight(day), inc=False)
+    return found.date() if found else None
+
+
+def upcoming(schedule: Schedule, first: date, count: int) -> Iterator[date]:
+    """Up to `count` of the series' dates from `first` on."""
+    following = rule(schedule).xafter(_midnight(first), count=count, inc=True)
+    return (d.date() for d in following)
+
+
+def is_occurrence(schedule: Schedule, day: date) -> bool:
+    return dates_between(schedule, day, day) == [day]
+
+
+def starts_at(schedule: Schedule, day: date) -> datetime:
+    """The occurrence's instant (UTC)."""
+    return local_instant(day, schedule.local_time, ZoneInfo(schedule.timezone))

@@ -1,0 +1,192 @@
+"""The recurring dispatcher: every occurrence due within the lead window, booked once.
+
+A run works in batches of series, each in one transaction: claim the due series
+(`claim_due_series()`: `FOR UPDATE SKIP LOCKED`, so several runs or workers share the
+work and never the same series), compute their dates with the calendar, and hand the
+whole batch to `dispatch_recurring()`, which writes each occurrence's unique row and
+books it through `book_session()` (the one booking path, with every check of a
+manual booking) or records why not. A run killed mid-batch loses only that batch's
+uncommitted work; the next run does it again. Batches stay small (40 series, a
+handful of occurrences each) so a transaction never holds more subtransactions than
+PostgreSQL keeps in memory (64), nor a company's credit counter for long.
+
+Several runs at once are safe (each occurrence once) but not faster: bookings of one
+company take turns on its credit counter, which a batch holds until it commits. A
+batch that meets another writer's locks in the opposite order (a deadlock) is rolled
+back by PostgreSQL and claimed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from melhor_saude.context import SERVICE
+from melhor_saude.db import transaction
+from melhor_saude.recurring import calendar
+from melhor_saude.recurring import repository as repo
+from melhor_saude.settings import Settings
+
+BATCH_SERIES = 40
+
+log = logging.getLogger(__name__)
+
+
+class _DryRun(Exception):
+    """Raised to roll a dry run's batch back."""
+
+
+@dataclass
+class DispatchSummary:
+    """What one run did."""
+
+    series: int = 0
+    created: int = 0
+    skipped: int = 0
+    missed: int = 0
+    failed: int = 0
+    bookings: list[str] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def occurrences(self) -> int:
+        return self.created + self.skipped + self.missed + self.failed
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "series": self.series,
+            "created": self.created,
+            "skipped": self.skipped,
+            "missed": self.missed,
+            "failed": self.failed,
+            "skip_reasons": dict(self.skip_reasons),
+        }
+
+    def add(self, row: dict[str, Any]) -> None:
+        outcome = row["outcome"]
+        if outcome == "booked":
+            self.created += 1
+            self.bookings.append(str(row["booking_id"]))
+        elif outcome == "skipped":
+            self.skipped += 1
+            self.skip_reasons[row["reason"]] = self.skip_reasons.get(row["reason"], 0) + 1
+        elif outcome == "missed":
+            self.missed += 1
+        else:
+            self.failed += 1
+            self.errors.append(
+                {
+                    "series_id": str(row["series_id"]),
+                    "date": row["occurrence_date"].isoformat(),
+                    "error": str(row["reason"]),
+                }
+            )
+
+
+def _schedule(row: dict[str, Any]) -> calendar.Schedule:
+    return calendar.Schedule(
+        frequency=row["frequency"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
+        local_time=row["local_time"],
+        timezone=row["timezone"],
+    )
+
+
+def horizon_of(settings: Settings, today: date | None) -> date:
+    """The last date a run books: today plus the lead window."""
+    return (today or datetime.now(UTC).date()) + timedelta(days=settings.recurring_lead_days)
+
+
+async def count_due(pool: AsyncConnectionPool, settings: Settings, today: date | None) -> int:
+    """How many series a run would take now (for a progress bar)."""
+    async with transaction(pool, SERVICE) as conn:
+        return await repo.count_due(conn, horizon_of(settings, today))
+
+
+async def dispatch(
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    *,
+    today: date | None = None,
+    dry_run: bool = False,
+    on_batch: Callable[[DispatchSummary], None] | None = None,
+    keep_bookings: bool = False,
+) -> DispatchSummary:
+    """Book every occurrence of every active series due by today + the lead window.
+    With `dry_run`, do all of it and roll each batch back: the counts say what a run
+    would do now. The ids of the bookings made are kept only with `keep_bookings` (an
+    HTTP caller wants them; the job's memory stays flat whatever the number of series)."""
+    today = today or datetime.now(UTC).date()
+    horizon = horizon_of(settings, today)
+    summary = DispatchSummary(dry_run=dry_run)
+    after: tuple[date, str] | None = None
+    while True:
+        batch = DispatchSummary()
+        try:
+            async with transaction(pool, SERVICE) as conn:
+                claimed = await repo.claim_due(conn, horizon, BATCH_SERIES, after)
+                if not claimed:
+                    break
+                series: list[str] = []
+                dates: list[date] = []
+                next_dates: list[date | None] = []
+                last_dates: list[date | None] = []
+                for row in claimed:
+                    schedule = _schedule(row)
+                    due = calendar.dates_between(schedule, row["next_booking_date"], horizon)
+                    series += [str(row["id"])] * len(due)
+                    dates += due
+                    next_dates.append(calendar.next_after(schedule, horizon))
+                    last_dates.append(due[-1] if due else None)
+                for outcome in await repo.dispatch(
+                    conn,
+                    series=series,
+                    dates=dates,
+                    claimed=[str(row["id"]) for row in claimed],
+                    next_dates=next_dates,
+                    last_dates=last_dates,
+                    currency=settings.default_currency,
+                ):
+                    batch.add(outcome)
+                batch.series = len(claimed)
+                if not keep_bookings:
+                    batch.bookings.clear()
+                if dry_run:
+                    # Rolled back; the next page starts after this one.
+                    after = (claimed[-1]["next_booking_date"], str(claimed[-1]["id"]))
+                    raise _DryRun
+        except _DryRun:
+            pass
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as exc:
+            # Another writer (a booking, another run) took the same counters in the
+            # other order: this batch was rolled back whole; claim it again.
+            log.warning("recurring dispatch: batch rolled back (%s); trying again", exc)
+            continue
+        _merge(summary, batch)
+        if on_batch:
+            on_batch(summary)
+    if not dry_run:
+        async with transaction(pool, SERVICE) as conn:
+            await repo.record_run(conn, {**summary.counts(), "date": today.isoformat()})
+    return summary
+
+
+def _merge(total: DispatchSummary, batch: DispatchSummary) -> None:
+    total.series += batch.series
+    total.created += batch.created
+    total.skipped += batch.skipped
+    total.missed += batch.missed
+    total.failed += batch.failed
+    total.bookings += batch.bookings
+    total.errors += batch.errors
+    for reason, n in batch.skip_reasons.items():
+        total.skip_reasons[reason] = total.skip_reasons.get(reason, 0) + n

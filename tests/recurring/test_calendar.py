@@ -1,0 +1,99 @@
+"""A series' calendar: rrule dates from the start date, local wall-clock instants."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from melhor_saude.recurring.calendar import (
+    Schedule,
+    dates_between,
+    is_occurrence,
+    next_after,
+    starts_at,
+    upcoming,
+)
+
+LISBON = "Europe/Lisbon"
+
+
+def _series(frequency: str, start: date, end: date | None = None, at: time = time(18)) -> Schedule:
+    return Schedule(frequency, start, end, at, LISBON)  # type: ignore[arg-type]
+
+
+def test_a_lisbon_series_keeps_18_local_through_both_dst_changes() -> None:
+    series = _series("weekly", date(2027, 3, 15), date(2027, 11, 15))
+    for day in dates_between(series, date(2027, 3, 15), date(2027, 11, 15)):
+        local = starts_at(series, day).astimezone(ZoneInfo(LISBON))
+        assert (local.hour, local.minute) == (18, 0), day
+    # The instant moves in UTC instead: 18:00 UTC in winter, 17:00 UTC in summer.
+    assert starts_at(series, date(2027, 3, 22)) == datetime(2027, 3, 22, 18, tzinfo=UTC)
+    assert starts_at(series, date(2027, 3, 29)) == datetime(2027, 3, 29, 17, tzinfo=UTC)
+    assert starts_at(series, date(2027, 10, 25)) == datetime(2027, 10, 25, 17, tzinfo=UTC)
+    assert starts_at(series, date(2027, 11, 1)) == datetime(2027, 11, 1, 18, tzinfo=UTC)
+
+
+def test_a_skipped_or_repeated_local_time_follows_the_documented_rule() -> None:
+    """01:30 does not exist in Lisbon on 2027-03-28 (01:00 → 02:00): read with the
+    offset before the change, it is 01:30 UTC, 02:30 summer time. It happens twice on
+    2027-10-31: the second (standard-time) reading, 01:30 UTC."""
+    series = _series("weekly", date(2027, 3, 28), at=time(1, 30))
+    assert starts_at(series, date(2027, 3, 28)) == datetime(2027, 3, 28, 1, 30, tzinfo=UTC)
+    assert starts_at(series, date(2027, 10, 31)) == datetime(2027, 10, 31, 1, 30, tzinfo=UTC)
+
+
+def test_monthly_from_the_31st_clamps_and_never_drifts() -> None:
+    series = _series("monthly", date(2028, 1, 31))
+    first = list(upcoming(series, date(2028, 1, 31), 7))
+    assert first == [
+        date(2028, 1, 31), date(2028, 2, 29), date(2028, 3, 31), date(2028, 4, 30),
+        date(2028, 5, 31), date(2028, 6, 30), date(2028, 7, 31),
+    ]  # fmt: skip
+    assert date(2029, 2, 28) in dates_between(series, date(2029, 2, 1), date(2029, 2, 28))
+
+
+def test_monthly_on_the_30th_and_the_15th() -> None:
+    assert list(upcoming(_series("monthly", date(2027, 1, 30)), date(2027, 1, 30), 3)) == [
+        date(2027, 1, 30), date(2027, 2, 28), date(2027, 3, 30),
+    ]  # fmt: skip
+    assert list(upcoming(_series("monthly", date(2027, 1, 15)), date(2027, 6, 1), 2)) == [
+        date(2027, 6, 15), date(2027, 7, 15),
+    ]  # fmt: skip
+
+
+def test_biweekly_counts_from_the_start_date_and_the_end_is_inclusive() -> None:
+    series = _series("biweekly", date(2027, 1, 4), date(2027, 2, 15))
+    assert dates_between(series, date(2027, 1, 1), date(2027, 12, 31)) == [
+        date(2027, 1, 4), date(2027, 1, 18), date(2027, 2, 1), date(2027, 2, 15),
+    ]  # fmt: skip
+    # A window starting mid-cycle still lands on the start's weeks.
+    assert dates_between(series, date(2027, 1, 10), date(2027, 1, 31)) == [date(2027, 1, 18)]
+    assert next_after(series, date(2027, 2, 15)) is None
+    assert is_occurrence(series, date(2027, 2, 1))
+    assert not is_occurrence(series, date(2027, 1, 11))
+
+
+@given(
+    start=st.dates(min_value=date(2025, 1, 1), max_value=date(2035, 12, 31)),
+    frequency=st.sampled_from(["weekly", "biweekly", "monthly"]),
+)
+def test_dates_are_the_same_however_the_window_is_cut(start: date, frequency: str) -> None:
+    series = _series(frequency, start)
+    whole = dates_between(series, start, date(start.year + 2, 12, 31))
+    pieces: list[date] = []
+    cursor = start
+    while cursor <= date(start.year + 2, 12, 31):
+        window_end = min(date.fromordinal(cursor.toordinal() + 6), date(start.year + 2, 12, 31))
+        pieces += dates_between(series, cursor, window_end)
+        cursor = date.fromordinal(window_end.toordinal() + 1)
+    assert pieces == whole
+    if frequency == "monthly":
+        assert all(d.day == min(start.day, _last_day(d)) for d in whole)
+
+
+def _last_day(d: date) -> int:
+    following = date(d.year + d.month // 12, d.month % 12 + 1, 1)
+    return following.toordinal() - date(d.year, d.month, 1).toordinal()
