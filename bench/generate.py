@@ -14,7 +14,9 @@ import psycopg
 # At scale 1.0: 10,000 specialists, 50,000 employees in 100 companies,
 # 1,000,000 bookings (100 per specialist), 100,000 exceptions (10 per specialist),
 # 1,000,000 cancellations (150,000 of those bookings plus 850,000 cancelled ones),
-# 30,000 packages (3 per specialist) and 200,000 purchases of them.
+# 30,000 packages (3 per specialist) and 200,000 purchases of them, 1,000,000
+# session notes (addenda on a tenth), 160,000 of them on 3,200 client-specialist
+# pairs' 50 past sessions each (the continuity-of-care timeline).
 SPECIALISTS = 10_000
 EMPLOYEES = 50_000
 COMPANIES = 100
@@ -25,6 +27,9 @@ EXCEPTIONS_PER_SPECIALIST = 10
 CANCELLATIONS = 1_000_000
 PACKAGES_PER_SPECIALIST = 3
 PURCHASES = 200_000
+NOTES = 1_000_000
+TIMELINE_PAIRS = 3_200
+TIMELINE_SESSIONS = 50
 
 STEPS = [
     (
@@ -185,6 +190,51 @@ STEPS = [
           ON e.n = (g * 13) %% %(employees)s""",
     ),
     (
+        "timeline_sessions",
+        # Each of the first pairs: one specialist, one client, 50 weekly past sessions.
+        """
+        INSERT INTO bookings (user_id, specialist_id, pillar, starts_at, ends_at, blocked_until,
+                              status, price, currency, funding)
+        SELECT e.id, s.id, s.pillars[1], t, t + interval '1 hour', t + interval '1 hour',
+               'completed', 1500, 'MZN', 'self_pay'
+        FROM (SELECT id, pillars, row_number() OVER (ORDER BY id) - 1 AS n FROM specialists) s
+        JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
+              WHERE email LIKE 'emp%%@bench.example') e ON e.n = s.n
+        CROSS JOIN generate_series(1, %(timeline_sessions)s) k
+        CROSS JOIN LATERAL (SELECT date_trunc('day', now()) - k * interval '7 days'
+                                   + interval '6 hours' AS t) ts
+        WHERE s.n < %(timeline_pairs)s""",
+    ),
+    (
+        "notes",
+        # On sessions that were not cancelled, the timeline's first; a fifth private,
+        # four in five signed.
+        """
+        INSERT INTO session_notes (booking_id, provider_id, notes, follow_up_actions,
+                                   next_session_recommendation, metadata, is_private,
+                                   signed_at, signed_by, created_at, updated_at)
+        SELECT b.id, b.specialist_id,
+               'Sessão de acompanhamento: o cliente descreve a semana, objetivos revistos.'
+               || ' Registo ' || n,
+               'Exercícios de respiração diários', 'Próxima sessão em 2 semanas',
+               jsonb_build_object('scale', n %% 27), n %% 5 = 0,
+               CASE WHEN n %% 5 <> 1 THEN b.ends_at END,
+               CASE WHEN n %% 5 <> 1 THEN b.specialist_id END, b.ends_at, b.ends_at
+        FROM (SELECT id, specialist_id, ends_at,
+                     row_number() OVER (ORDER BY (status = 'completed'
+                                                 AND extract(hour FROM starts_at) = 6) DESC,
+                                        id) AS n
+              FROM bookings WHERE status <> 'cancelled') b
+        WHERE b.n <= %(notes)s""",
+    ),
+    (
+        "addenda",
+        """
+        INSERT INTO session_note_addenda (note_id, author_id, text, created_at)
+        SELECT id, provider_id, 'Correção: duração real de 50 minutos.', updated_at
+        FROM session_notes WHERE abs(hashtext(id::text)) %% 10 = 0""",
+    ),
+    (
         "exceptions",
         """
         INSERT INTO specialist_availability_exceptions (specialist_id, exception_date,
@@ -212,6 +262,9 @@ def generate(owner_url: str, scale: float = 1.0) -> dict[str, float]:
         "cancellations": max(10, int(CANCELLATIONS * scale)),
         "packages": PACKAGES_PER_SPECIALIST,
         "purchases": max(10, int(PURCHASES * scale)),
+        "notes": max(10, int(NOTES * scale)),
+        "timeline_pairs": max(2, int(TIMELINE_PAIRS * scale)),
+        "timeline_sessions": TIMELINE_SESSIONS,
     }
     timings: dict[str, float] = {}
     with psycopg.connect(owner_url, autocommit=True) as conn:
@@ -241,6 +294,8 @@ def table_counts(owner_url: str) -> dict[str, int]:
         "booking_cancellations",
         "booking_packages",
         "package_purchases",
+        "session_notes",
+        "session_note_addenda",
     ]
     with psycopg.connect(owner_url) as conn:
         return {

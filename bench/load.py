@@ -193,6 +193,28 @@ def wrk_trivial(
     )
 
 
+def wrk_get_as(
+    base: str,
+    targets: list[tuple[str, str]],
+    targets_file: Path,
+    *,
+    clients: int,
+    seconds: float,
+    warmup_seconds: float,
+    probe: CpuProbe | None = None,
+) -> dict[str, object]:
+    """`clients` connections each GETting a random (path, caller's token) target."""
+    with targets_file.open("w") as out:
+        for path, token in targets:
+            out.write(f"{path} {token}\n")
+    env = {"BENCH_TARGETS": str(targets_file)}
+    run_wrk(base, "get_as.lua", connections=clients, seconds=warmup_seconds, env=env)
+    return measured(
+        probe,
+        lambda: run_wrk(base, "get_as.lua", connections=clients, seconds=seconds, env=env),
+    )
+
+
 def wrk_bookings(
     base: str,
     tokens: list[str],

@@ -40,6 +40,7 @@ from load import (
     wrk_binary,
     wrk_bookings,
     wrk_cancels,
+    wrk_get_as,
     wrk_packages,
     wrk_slots,
     wrk_trivial,
@@ -250,6 +251,58 @@ def cancel_targets(db_url: str, settings: Settings, n: int) -> list[tuple[str, s
     return targets
 
 
+def note_targets(db_url: str, settings: Settings, n: int = 20_000) -> list[tuple[str, str]]:
+    """Reads of non-private notes by their session's client (2,000 clients, so tokens
+    repeat as a client's would): `GET /v1/bookings/{id}/note`, logged each time."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            """
+            SELECT n.booking_id, u.id, u.email
+            FROM (SELECT id, email FROM users WHERE email LIKE 'emp%%@bench.example'
+                  ORDER BY id LIMIT 2000) u
+            JOIN bookings b ON b.user_id = u.id
+            JOIN session_notes n ON n.booking_id = b.id AND NOT n.is_private
+            LIMIT %s
+            """,
+            (n,),
+        ).fetchall()
+    tokens: dict[str, str] = {}
+    targets = []
+    for booking_id, user_id, email in rows:
+        user = str(user_id)
+        if user not in tokens:
+            tokens[user] = issue_access_token(
+                settings, user_id=user, email=email, app_roles=["user"]
+            )[0]
+        targets.append((f"/v1/bookings/{booking_id}/note", tokens[user]))
+    return targets
+
+
+def timeline_targets(db_url: str, settings: Settings, n: int = 2_000) -> list[tuple[str, str]]:
+    """A specialist's 50 notes about one client: `GET /v1/clients/{id}/notes?limit=50`."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            """
+            SELECT b.specialist_id, s.email, b.user_id
+            FROM bookings b JOIN users s ON s.id = b.specialist_id
+            JOIN session_notes n ON n.booking_id = b.id
+            WHERE b.status = 'completed' AND extract(hour FROM b.starts_at) = 6
+            GROUP BY 1, 2, 3 HAVING count(*) >= 50
+            LIMIT %s
+            """,
+            (n,),
+        ).fetchall()
+    return [
+        (
+            f"/v1/clients/{client}/notes?limit=50",
+            issue_access_token(
+                settings, user_id=str(specialist), email=email, app_roles=["specialist"]
+            )[0],
+        )
+        for specialist, email, client in rows
+    ]
+
+
 def per_pgbench(
     pgbench_tps: dict[str, dict[str, float]],
     slots: dict[str, Any],
@@ -390,6 +443,24 @@ def main() -> None:
                         trivial = wrk_trivial(
                             base, "/health", clients=16, seconds=phase_seconds, probe=probe
                         )
+                        notes = wrk_get_as(
+                            base,
+                            note_targets(db_url, settings),
+                            OUT / "note-targets.txt",
+                            clients=16,
+                            seconds=phase_seconds,
+                            warmup_seconds=3,
+                            probe=probe,
+                        )
+                        timeline = wrk_get_as(
+                            base,
+                            timeline_targets(db_url, settings),
+                            OUT / "timeline-targets.txt",
+                            clients=16,
+                            seconds=phase_seconds,
+                            warmup_seconds=3,
+                            probe=probe,
+                        )
                     else:
                         slots = asyncio.run(
                             slots_phase(
@@ -427,6 +498,7 @@ def main() -> None:
                                 warmup=200,
                             )
                         ).summary()
+                        notes = timeline = {"skipped": "needs wrk"}
                     entry = {
                         "workers": workers,
                         "run": run + 1,
@@ -436,6 +508,8 @@ def main() -> None:
                         "packages": packages,
                         "trivial": trivial,
                         "packages_pct_of_trivial": per_trivial(packages, trivial),
+                        "notes": notes,
+                        "timeline": timeline,
                         # Machines of one kind differ by 2-3x; these ratios travel between them.
                         "per_pgbench": per_pgbench(ceiling, slots, booked, cancelled),
                     }
@@ -467,6 +541,9 @@ def main() -> None:
                         f" | packages {packages['per_second']}/s p50 {packages['median_ms']} ms"
                         f" p99 {packages['p99_ms']} ms ({entry['packages_pct_of_trivial']} % of"
                         f" /health's {trivial['per_second']}/s, p99 {trivial['p99_ms']} ms)"
+                        f" | note read p50 {notes.get('median_ms')} p99 {notes.get('p99_ms')} ms"
+                        f" {notes.get('per_second')}/s | timeline p50 {timeline.get('median_ms')}"
+                        f" p99 {timeline.get('p99_ms')} ms {timeline.get('per_second')}/s"
                         f" | CPU ms/request slots {slots.get('cpu_ms_per_request')}"
                         f" bookings {booked.get('cpu_ms_per_request')}"
                         f" cancellations {cancelled.get('cpu_ms_per_request')}"

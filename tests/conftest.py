@@ -8,22 +8,27 @@ the application login role, so row-level security is always in force.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
 from melhor_saude.app import create_app
 from melhor_saude.db import DatabaseUrls, make_pool, start_embedded
+from melhor_saude.observability import configure_logging
 from melhor_saude.settings import Settings
 
 from .databases import migrated_database
 from .factories import Factory
-from .helpers import SUPABASE_ISSUER, TEST_JWT_SECRET, Mailbox
+from .helpers import SUPABASE_ISSUER, TEST_JWT_SECRET, Mailbox, SentryCollector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,3 +102,40 @@ def factory(pool: AsyncConnectionPool, settings: Settings) -> Factory:
 def mailbox(pool: AsyncConnectionPool, settings: Settings) -> Mailbox:
     """What the outbox delivered to each address (see `helpers.Mailbox`)."""
     return Mailbox(pool, settings)
+
+
+@pytest.fixture
+def sentry_endpoint() -> Iterator[tuple[str, list[bytes]]]:
+    server = SentryCollector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://public@127.0.0.1:{server.server_address[1]}/1", server.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def reset_sentry() -> Iterator[None]:
+    import sentry_sdk
+
+    yield
+    sentry_sdk.flush(timeout=5)
+    sentry_sdk.init(dsn=None)  # a client without a DSN: nothing is sent by later tests
+
+
+@pytest.fixture
+def json_logs(settings: Settings) -> Iterator[io.StringIO]:
+    """The service's real logging set-up (JSON), writing into a buffer."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(settings.model_copy(update={"log_json": True, "log_level": "INFO"}))
+    buffer = io.StringIO()
+    [handler] = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    yield buffer
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -155,3 +157,28 @@ async def insert_booking(
     row = await cur.fetchone()
     assert row is not None
     return str(row["id"])
+
+
+class SentryCollector(ThreadingHTTPServer):
+    """A stand-in Sentry ingest endpoint: keeps every envelope it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SentryRequest)
+        self.received: list[bytes] = []
+
+
+class _SentryRequest(BaseHTTPRequestHandler):
+    server: SentryCollector
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+        if self.headers.get("content-encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        self.server.received.append(raw)
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import io
 import json
 import logging
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-import pytest
-import structlog
 from fastapi import FastAPI, Request
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,7 +16,6 @@ from melhor_saude.app import create_app
 from melhor_saude.db import DatabaseUrls
 from melhor_saude.observability import (
     FILTERED,
-    configure_logging,
     init_sentry,
     scrub_event,
     scrub_text,
@@ -36,52 +29,6 @@ NOTES = "Paciente refere ansiedade severa e insónias"
 COOKIE = "session-cookie-value-7788"
 RESET = "reset-token-in-query-5566"
 SECRETS = [PASSWORD, TOKEN, EMAIL, NOTES, COOKIE, RESET, "ansiedade", "joana.leak"]
-
-
-class _CollectingServer(ThreadingHTTPServer):
-    """A stand-in Sentry ingest endpoint: keeps every envelope it is sent."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Collector)
-        self.received: list[bytes] = []
-
-
-class _Collector(BaseHTTPRequestHandler):
-    server: _CollectingServer
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-        if self.headers.get("content-encoding") == "gzip":
-            raw = gzip.decompress(raw)
-        self.server.received.append(raw)
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-@pytest.fixture
-def sentry_endpoint() -> Iterator[tuple[str, list[bytes]]]:
-    server = _CollectingServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://public@127.0.0.1:{server.server_address[1]}/1", server.received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def reset_sentry() -> Iterator[None]:
-    import sentry_sdk
-
-    yield
-    sentry_sdk.flush(timeout=5)
-    sentry_sdk.init(dsn=None)  # a client without a DSN: nothing is sent by later tests
 
 
 def _failing_app(settings: Settings, database: DatabaseUrls, pool: AsyncConnectionPool) -> FastAPI:
@@ -207,22 +154,6 @@ def test_scrub_text_masks_pairs_tokens_and_emails() -> None:
     assert scrub_text(f"Authorization: Bearer {TOKEN}") == f"Authorization: {FILTERED}"
     assert scrub_text(f"to {EMAIL}.") == f"to {FILTERED}."
     assert scrub_text("booking 42 cancelled") == "booking 42 cancelled"
-
-
-@pytest.fixture
-def json_logs(settings: Settings) -> Iterator[io.StringIO]:
-    """The service's real logging set-up (JSON), writing into a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    configure_logging(settings.model_copy(update={"log_json": True, "log_level": "INFO"}))
-    buffer = io.StringIO()
-    [handler] = root.handlers
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(buffer)
-    yield buffer
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 async def test_every_request_gets_an_id_in_its_logs_and_response(

@@ -155,6 +155,7 @@ def _routers() -> list[Any]:
     from melhor_saude.credit.api import router as credit_router
     from melhor_saude.functions.api import router as functions_router
     from melhor_saude.identity.api import router as identity_router
+    from melhor_saude.note.api import router as note_router
     from melhor_saude.notification.api import router as notification_router
     from melhor_saude.package.api import router as package_router
     from melhor_saude.recurring.api import router as recurring_router
@@ -172,6 +173,7 @@ def _routers() -> list[Any]:
         company_router,
         credit_router,
         recurring_router,
+        note_router,
         functions_router,
         notification_router,
         compliance_router,

@@ -205,6 +205,7 @@ def test_every_template_renders_in_portuguese_with_its_parameters() -> None:
         "package_expiring": "O seu pacote «Pacote 4» expira em breve",
         "package_expired": "O seu pacote «Pacote 4» expirou",
         "recurring_occurrence_skipped": "Sessão recorrente não marcada: 03/12/2026 14:00 (CAT)",
+        "session_note_shared": "Notas da sua sessão de 03/12/2026 14:00 (CAT)",
     }
     purchased = render("package_purchased", params, BASE).body_text
     assert "válido até 01/02/2027 00:00 (CAT)" in purchased

@@ -209,6 +209,21 @@ def _seed(conn: psycopg.Connection[Any]) -> dict[str, str]:
         ).fetchone()
         assert booking is not None
         x("SELECT reserve_session_credit(%s)", (booking[0],))
+        if user == "other_employee":  # a note (no client role reads the tables)
+            note = x(
+                "INSERT INTO session_notes (booking_id, provider_id, notes) VALUES (%s, %s,"
+                " 'n') RETURNING id",
+                (booking[0], ids[specialist]),
+            ).fetchone()
+            assert note is not None
+            x(
+                "INSERT INTO session_note_addenda (note_id, author_id, text) VALUES (%s, %s, 'a')",
+                (note[0], ids[specialist]),
+            )
+            x(
+                "INSERT INTO session_note_reads (note_id, reader_id, via) VALUES (%s, %s, 'x')",
+                (note[0], ids[user]),
+            )
         if user == "employee":  # a cancellation record (its booking's visibility)
             x(
                 "INSERT INTO booking_cancellations (booking_id, cancelled_by, reason,"
@@ -421,26 +436,28 @@ EXPECTED_FUNCTIONS = {
     "authenticated": {
         "auth.client", "auth.has_role", "auth.hr_company_ids", "auth.is_admin",
         "auth.is_specialist", "auth.jwt", "auth.member_company_ids", "auth.role", "auth.uid",
-        "public.accept_invite", "public.accept_terms", "public.add_specialist_rate",
-        "public.api_instant", "public.cancel_booking", "public.cancellation_policy",
-        "public.cancellation_report", "public.create_availability_exceptions",
-        "public.create_booking", "public.create_company", "public.create_invite",
-        "public.create_package", "public.create_recurring_booking", "public.create_session_type",
-        "public.deactivate_company", "public.deactivate_package", "public.dead_emails",
-        "public.delete_availability_exception", "public.email_outbox_summary",
+        "public.accept_invite", "public.accept_terms", "public.add_session_note_addendum",
+        "public.add_specialist_rate", "public.api_instant", "public.cancel_booking",
+        "public.cancellation_policy", "public.cancellation_report", "public.client_session_notes",
+        "public.create_availability_exceptions", "public.create_booking", "public.create_company",
+        "public.create_invite", "public.create_package", "public.create_recurring_booking",
+        "public.create_session_type", "public.deactivate_company", "public.deactivate_package",
+        "public.dead_emails", "public.delete_availability_exception", "public.email_outbox_summary",
         "public.end_recurring_booking", "public.grant_role", "public.is_valid_timezone",
         "public.mark_notification_read", "public.my_session_credits", "public.package_final_price",
         "public.package_purchase_balance", "public.package_sales_report", "public.package_saving",
-        "public.pause_recurring_booking", "public.purchase_package", "public.record_dispatch_run",
-        "public.recurring_preview", "public.remove_member", "public.replace_weekly_hours",
-        "public.reschedule_booking", "public.resume_recurring_booking", "public.retry_dead_emails",
-        "public.revoke_invite", "public.revoke_package_purchase", "public.revoke_role",
+        "public.pause_recurring_booking", "public.purchase_package", "public.read_session_note",
+        "public.record_dispatch_run", "public.recurring_preview", "public.remove_member",
+        "public.replace_weekly_hours", "public.reschedule_booking",
+        "public.resume_recurring_booking", "public.retry_dead_emails", "public.revoke_invite",
+        "public.revoke_package_purchase", "public.revoke_role", "public.session_note_read_log",
         "public.set_booking_meeting_url", "public.set_booking_status",
         "public.set_member_allocation", "public.set_notification_preferences",
-        "public.skip_recurring_occurrence", "public.specialist_busy_ranges",
-        "public.specialist_exception_private", "public.specialist_rate_on",
-        "public.specialist_schedule", "public.update_company", "public.update_my_profile",
-        "public.update_package", "public.update_specialist_profile",
+        "public.sign_session_note", "public.skip_recurring_occurrence",
+        "public.specialist_busy_ranges", "public.specialist_exception_private",
+        "public.specialist_rate_on", "public.specialist_schedule", "public.update_company",
+        "public.update_my_profile", "public.update_package", "public.update_specialist_profile",
+        "public.write_session_note",
     },
 }  # fmt: skip
 

@@ -99,6 +99,14 @@ TEMPLATES: dict[str, EmailTemplate] = {
         Template("Sessão remarcada para $starts_at_local"),
         Template("Olá $name,\n\nA sua sessão com $specialist foi remarcada para $starts_at_local."),
     ),
+    "session_note_shared": EmailTemplate(
+        Template("Notas da sua sessão de $starts_at_local"),
+        Template(
+            "Olá $name,\n\n"
+            "$specialist partilhou as notas da sua sessão de $starts_at_local."
+            " Pode lê-las na aplicação."
+        ),
+    ),
     "recurring_occurrence_skipped": EmailTemplate(
         Template("Sessão recorrente não marcada: $starts_at_local"),
         Template(

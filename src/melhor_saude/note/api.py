@@ -1,0 +1,55 @@
+"""Session-note HTTP routes."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+
+from melhor_saude.note import schemas, service
+from melhor_saude.schemas import Limit, Offset
+from melhor_saude.web import CtxDep, responses
+
+router = APIRouter(prefix="/v1", tags=["notes"])
+
+
+@router.put("/bookings/{booking_id}/note", responses=responses(409))
+async def write_note(booking_id: UUID, body: schemas.NoteIn, ctx: CtxDep) -> schemas.NoteOut:
+    """Create or replace the session's note (its specialist or an admin) while it is
+    unsigned: `NOTE_SIGNED` after. Not on a cancelled session."""
+    return await service.write_note(ctx, str(booking_id), body)
+
+
+@router.get("/bookings/{booking_id}/note")
+async def read_note(booking_id: UUID, request: Request, ctx: CtxDep) -> schemas.NoteOut:
+    """The session's note with its addenda: its author, admins, and the client unless
+    the note is private. Every read by anyone but the author is logged."""
+    return await service.read_note(ctx, str(booking_id), f"GET {request.url.path}")
+
+
+@router.post("/notes/{note_id}/sign", responses=responses(409))
+async def sign_note(note_id: UUID, ctx: CtxDep) -> schemas.NoteOut:
+    """Sign the note: it is never changed again (corrections are addenda). The client
+    is told, without its content, unless the note is private."""
+    return await service.sign_note(ctx, str(note_id))
+
+
+@router.post("/notes/{note_id}/addenda", status_code=201)
+async def add_addendum(note_id: UUID, body: schemas.AddendumIn, ctx: CtxDep) -> schemas.AddendumOut:
+    """A correction or addition to a note (its author or an admin)."""
+    return await service.add_addendum(ctx, str(note_id), body.text)
+
+
+@router.get("/clients/{user_id}/notes")
+async def client_notes(
+    user_id: UUID, ctx: CtxDep, limit: Limit = 50, offset: Offset = 0
+) -> list[schemas.NoteOut]:
+    """Continuity of care: your own notes about one client across all your sessions
+    together, newest first (specialists)."""
+    return await service.client_notes(ctx, str(user_id), limit=limit, offset=offset)
+
+
+@router.get("/notes/{note_id}/reads")
+async def read_log(note_id: UUID, ctx: CtxDep) -> list[schemas.NoteReadOut]:
+    """Who read the note, when, through what (its author and admins)."""
+    return await service.read_log(ctx, str(note_id))
