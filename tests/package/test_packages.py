@@ -203,6 +203,20 @@ async def test_who_manages_packages(client, factory):
     assert (r.status_code, r.json()["name"]) == (200, "Novo")
 
 
+@pytest.mark.parametrize(
+    "field", ["name", "session_count", "price", "currency", "discount_percentage", "is_active"]
+)
+async def test_a_patch_cannot_null_a_required_field(client, factory, field):
+    specialist = await factory.specialist()
+    made = await _package(client, specialist)
+    r = await client.patch(
+        f"/v1/packages/{made['id']}", json={field: None}, headers=specialist.headers
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "INVALID_REQUEST"), r.text
+    after = await client.get(f"/v1/packages/{made['id']}", headers=specialist.headers)
+    assert after.json() == made
+
+
 async def test_editing_or_deactivating_never_changes_a_purchase(client, factory):
     user, specialist, package, purchase = await _bought(client, factory, valid_for_days=90)
     r = await client.patch(

@@ -44,7 +44,7 @@ async def get_package(package_id: UUID, ctx: PublicCtxDep) -> schemas.PackageOut
     return await service.get_package(ctx, str(package_id))
 
 
-@router.post("/packages", status_code=201)
+@router.post("/packages", status_code=201, responses=responses(404))
 async def create_package(body: schemas.PackageIn, ctx: CtxDep) -> schemas.PackageOut:
     """A specialist creates a package for themselves; an admin for any specialist
     (`specialist_id`)."""

@@ -92,7 +92,14 @@ class PackagePatch(Strict):
     def _something(self) -> PackagePatch:
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
-        for required in ("name", "session_count", "price", "currency", "discount_percentage"):
+        for required in (
+            "name",
+            "session_count",
+            "price",
+            "currency",
+            "discount_percentage",
+            "is_active",
+        ):
             if required in self.model_fields_set and getattr(self, required) is None:
                 raise ValueError(f"{required} cannot be null")
         return self

@@ -14,7 +14,7 @@ from melhor_saude.web import CtxDep, PoolDep, SettingsDep, UserDep, responses
 router = APIRouter(prefix="/v1", tags=["recurring"])
 
 
-@router.post("/recurring-bookings", status_code=201, responses=responses(409))
+@router.post("/recurring-bookings", status_code=201, responses=responses(404, 409))
 async def create_series(body: schemas.SeriesIn, ctx: CtxDep) -> schemas.SeriesCreatedOut:
     """A weekly, biweekly or monthly series at a local time (the specialist's timezone),
     booked by the dispatcher ahead of each occurrence. Returns the next 8 occurrences,
