@@ -21,11 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
 DEMO_PASSWORD = "MelhorSaude2026!"  # noqa: S105 - the published demo password
 DOMAIN = "demo.melhorsaude.example"
+ST = str(Path(sys.executable).with_name("st"))  # the CLI beside this interpreter
 ROLES = {"admin": "admin", "hr": "rh", "employee": "ana", "specialist": "dra.marta"}
 CHECKS = ",".join(
     [
@@ -72,6 +74,11 @@ def main() -> int:
         MS_RATE_LIMIT_EMAILS_PER_HOUR_PER_ACCOUNT="1000000",
         MS_LOGIN_ADDRESS_FREE_FAILURES="1000000",
     )
+    # Video bodies for the recordings upload (see fuzz_hooks.py).
+    st_env = {**os.environ, "SCHEMATHESIS_HOOKS": "fuzz_hooks"}
+    st_env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")])
+    )
     server = subprocess.Popen(  # noqa: S603 - our own console script
         [sys.executable, "-m", "melhor_saude.cli", "serve", "--port", str(port)],
         env=env,
@@ -96,7 +103,7 @@ def main() -> int:
         callers.update({role: _login(base, local) for role, local in ROLES.items()})
         for role, token in callers.items():
             command = [
-                "st", "run", f"{base}/openapi.json", "--checks", CHECKS,
+                ST, "run", f"{base}/openapi.json", "--checks", CHECKS,
                 "--max-examples", str(args.max_examples), "--seed", str(args.seed),
                 "--phases", "examples,coverage,fuzzing",
                 "--generation-with-security-parameters", "false",
@@ -105,12 +112,12 @@ def main() -> int:
             if token:
                 command += ["--header", f"Authorization: Bearer {token}"]
             started = time.monotonic()
-            done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+            done = subprocess.run(command, capture_output=True, text=True, check=False, env=st_env)  # noqa: S603
             summary = [line for line in done.stdout.splitlines() if "generated" in line]
             print(f"{role}: exit {done.returncode} in {time.monotonic() - started:.0f} s;"
                   f" {summary[-1].strip() if summary else 'no summary'}")  # fmt: skip
             if done.returncode != 0:
-                print(done.stdout[-6000:])
+                print(done.stdout[:12000])
                 failed.append(role)
         token = _login(base, ROLES["admin"])  # not locked out
         me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"}).json()

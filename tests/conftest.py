@@ -28,7 +28,13 @@ from melhor_saude.settings import Settings
 
 from .databases import migrated_database
 from .factories import Factory
-from .helpers import SUPABASE_ISSUER, TEST_JWT_SECRET, Mailbox, SentryCollector
+from .helpers import (
+    SUPABASE_ISSUER,
+    TEST_JWT_SECRET,
+    TEST_STORAGE_KEY,
+    Mailbox,
+    SentryCollector,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +64,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database: DatabaseUrls) -
         data_dir=tmp_path_factory.mktemp("data"),
         jwt_secret=SecretStr(TEST_JWT_SECRET),
         jwt_accepted_issuers=[SUPABASE_ISSUER],
+        storage_key=SecretStr(TEST_STORAGE_KEY),
         smtp_host=None,
         # The whole suite signs in from one address: limits have their own tests.
         rate_limit_writes_per_minute=100_000,

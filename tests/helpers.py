@@ -21,6 +21,8 @@ from melhor_saude.settings import Settings
 from .factories import Person
 
 TEST_JWT_SECRET = "test-secret-for-hs256-at-least-32-bytes!"
+# base64 of 32 bytes: the local recordings' storage key in tests.
+TEST_STORAGE_KEY = "dGVzdC1zdG9yYWdlLWtleS0zMi1ieXRlcy1sb25nISE="
 SUPABASE_ISSUER = "https://example.supabase.co/auth/v1"
 
 

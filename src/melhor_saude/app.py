@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,9 @@ from melhor_saude.web import (
     document_errors,
     install_error_handlers,
 )
+
+# Recording uploads stream their body to storage (their own size limit).
+UPLOAD_ROUTE = ("POST", re.compile(r"/v1/bookings/[^/]+/recordings"))
 
 # Routes whose answer is the same for every caller, with the query parameters they
 # take: kept in memory by `PublicCacheMiddleware` until the database notifies a change.
@@ -87,7 +91,11 @@ def create_app(
     install_error_handlers(app)
     # Innermost: public lists answered from memory (same answer for every caller).
     app.add_middleware(PublicCacheMiddleware, routes=PUBLIC_ROUTES, cache=public_reads)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        streamed={UPLOAD_ROUTE: settings.recording_max_bytes},
+    )
     app.add_middleware(InputGuardMiddleware)
     # Added last, so outermost: even a refused body's 413 carries the request id.
     app.add_middleware(RequestIdMiddleware)
@@ -158,6 +166,7 @@ def _routers() -> list[Any]:
     from melhor_saude.note.api import router as note_router
     from melhor_saude.notification.api import router as notification_router
     from melhor_saude.package.api import router as package_router
+    from melhor_saude.recording.api import router as recording_router
     from melhor_saude.recurring.api import router as recurring_router
     from melhor_saude.specialist.api import router as specialist_router
 
@@ -174,6 +183,7 @@ def _routers() -> list[Any]:
         credit_router,
         recurring_router,
         note_router,
+        recording_router,
         functions_router,
         notification_router,
         compliance_router,

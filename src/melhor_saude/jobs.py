@@ -36,6 +36,7 @@ TASK_MODULES = [
     "melhor_saude.identity.tasks",
     "melhor_saude.package.tasks",
     "melhor_saude.recurring.tasks",
+    "melhor_saude.recording.tasks",
 ]
 
 # The connector is replaced when a worker starts (`connector_for`); this one is never

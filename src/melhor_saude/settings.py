@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_bucket: str = "meeting-recordings"
     s3_region: str = "us-east-1"
+    # Meeting recordings: the largest upload, how long one is kept, how long a link lives.
+    recording_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    recording_retention_days: int = Field(default=90, ge=1, le=3650)
+    recording_url_ttl_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
 
     default_timezone: str = "Africa/Maputo"
     default_currency: str = "MZN"

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
 
 from cryptography.exceptions import InvalidTag
@@ -96,6 +96,10 @@ class BlobStorage(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove the object; removing a missing one is not an error."""
+        ...
+
+    async def modified(self, key: str) -> datetime:
+        """When the object was last written (the orphan sweep spares recent ones)."""
         ...
 
     def keys(self) -> AsyncIterator[str]:
@@ -458,6 +462,14 @@ class LocalEncryptedStorage:
         path = self.path(key)
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
+    async def modified(self, key: str) -> datetime:
+        path = self.path(key)
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        return datetime.fromtimestamp(stat.st_mtime, UTC)
+
     async def keys(self) -> AsyncIterator[str]:
         """Every stored key, in order (temporary and hidden files left out)."""
 
@@ -587,18 +599,26 @@ class S3Storage:
                 UploadId=upload_id,
             )
 
-    async def size(self, key: str) -> int:
-        """The object's size."""
+    async def _head(self, key: str) -> Any:
+        """The object's HEAD; `ObjectNotFound` when there is none."""
         from botocore.exceptions import ClientError
 
         check_key(key)
         try:
-            head = await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
+            return await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
         except ClientError as error:
             if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
                 raise ObjectNotFound(key) from None
             raise
-        return head["ContentLength"]
+
+    async def size(self, key: str) -> int:
+        """The object's size."""
+        return int((await self._head(key))["ContentLength"])
+
+    async def modified(self, key: str) -> datetime:
+        """When the object was last written."""
+        written: datetime = (await self._head(key))["LastModified"]
+        return written.astimezone(UTC)
 
     async def open(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The bytes `start`..`end` through a ranged GET; nothing when `start` is past

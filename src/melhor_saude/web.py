@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Hashable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
@@ -488,20 +489,38 @@ class PublicCacheMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit before they are read into memory (pure ASGI)."""
+    """Refuse bodies over the limit before they are read into memory (pure ASGI).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `streamed`: routes (method, path pattern) whose body is streamed to storage rather
+    than read into memory (recording uploads): their own, larger limit applies, and
+    the route enforces it again while streaming.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        streamed: Mapping[tuple[str, re.Pattern[str]], int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = dict(streamed or {})
+
+    def _limit(self, scope: Scope) -> int:
+        for (method, pattern), limit in self.streamed.items():
+            if scope.get("method") == method and pattern.fullmatch(scope.get("path", "")):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self._limit(scope)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > max_bytes
                 except ValueError:
                     too_big = True
                 if too_big:
@@ -515,7 +534,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes and not refused:
+                if seen > max_bytes and not refused:
                     # Answer now, then tell the app the client went away so it stops reading.
                     refused = True
                     await self._refuse(send, scope.get("path", ""))

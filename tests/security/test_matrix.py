@@ -72,6 +72,7 @@ EXPECTED_SELECT: dict[str, dict[str, int | None]] = {
     "bookings": _sees(None, 1, 1, 1, 1, 0, 0, 2),
     "booking_packages": _sees(1, 1, 1, 1, 2, 1, 1, 2),
     "package_purchases": _sees(None, 1, 0, 1, 0, 0, 0, 1),
+    "meeting_recordings": _sees(None, 1, 0, 1, 0, 0, 0, 1),
     "recurring_bookings": _sees(None, 1, 0, 1, 0, 0, 0, 1),
     "recurring_occurrences": _sees(None, 1, 0, 1, 0, 0, 0, 1),
     "booking_status_history": _sees(None, 1, 1, 1, 1, 0, 0, 2),
@@ -223,6 +224,14 @@ def _seed(conn: psycopg.Connection[Any]) -> dict[str, str]:
             x(
                 "INSERT INTO session_note_reads (note_id, reader_id, via) VALUES (%s, %s, 'x')",
                 (note[0], ids[user]),
+            )
+        if user == "employee":  # a recording of the session (its booking's visibility)
+            x(
+                "INSERT INTO meeting_recordings (booking_id, storage_path, duration_seconds,"
+                " storage_size_bytes, file_format, content_type, is_encrypted, sha256,"
+                " expires_at) VALUES (%s, 'b/r.mp4', 60, 100, 'mp4', 'video/mp4', true,"
+                " repeat('a', 64), now() + interval '90 days')",
+                (booking[0],),
             )
         if user == "employee":  # a cancellation record (its booking's visibility)
             x(
@@ -436,18 +445,21 @@ EXPECTED_FUNCTIONS = {
     "authenticated": {
         "auth.client", "auth.has_role", "auth.hr_company_ids", "auth.is_admin",
         "auth.is_specialist", "auth.jwt", "auth.member_company_ids", "auth.role", "auth.uid",
-        "public.accept_invite", "public.accept_terms", "public.add_session_note_addendum",
-        "public.add_specialist_rate", "public.api_instant", "public.cancel_booking",
-        "public.cancellation_policy", "public.cancellation_report", "public.client_session_notes",
-        "public.create_availability_exceptions", "public.create_booking", "public.create_company",
-        "public.create_invite", "public.create_package", "public.create_recurring_booking",
-        "public.create_session_type", "public.deactivate_company", "public.deactivate_package",
-        "public.dead_emails", "public.delete_availability_exception", "public.email_outbox_summary",
-        "public.end_recurring_booking", "public.grant_role", "public.is_valid_timezone",
-        "public.mark_notification_read", "public.my_session_credits", "public.package_final_price",
-        "public.package_purchase_balance", "public.package_sales_report", "public.package_saving",
-        "public.pause_recurring_booking", "public.purchase_package", "public.read_session_note",
-        "public.record_dispatch_run", "public.recurring_preview", "public.remove_member",
+        "public.accept_invite", "public.accept_terms", "public.add_meeting_recording",
+        "public.add_session_note_addendum", "public.add_specialist_rate", "public.api_instant",
+        "public.cancel_booking", "public.cancellation_policy", "public.cancellation_report",
+        "public.client_session_notes", "public.create_availability_exceptions",
+        "public.create_booking", "public.create_company", "public.create_invite",
+        "public.create_package", "public.create_recurring_booking", "public.create_session_type",
+        "public.deactivate_company", "public.deactivate_package", "public.dead_emails",
+        "public.delete_availability_exception", "public.email_outbox_summary",
+        "public.end_recurring_booking", "public.expired_recordings", "public.grant_role",
+        "public.is_valid_timezone", "public.mark_notification_read", "public.my_session_credits",
+        "public.package_final_price", "public.package_purchase_balance",
+        "public.package_sales_report", "public.package_saving", "public.pause_recurring_booking",
+        "public.purchase_package", "public.read_session_note", "public.record_dispatch_run",
+        "public.recording_link", "public.recording_to_delete", "public.recording_upload_allowed",
+        "public.recordings_holding", "public.recurring_preview", "public.remove_member",
         "public.replace_weekly_hours", "public.reschedule_booking",
         "public.resume_recurring_booking", "public.retry_dead_emails", "public.revoke_invite",
         "public.revoke_package_purchase", "public.revoke_role", "public.session_note_read_log",
@@ -455,9 +467,9 @@ EXPECTED_FUNCTIONS = {
         "public.set_member_allocation", "public.set_notification_preferences",
         "public.sign_session_note", "public.skip_recurring_occurrence",
         "public.specialist_busy_ranges", "public.specialist_exception_private",
-        "public.specialist_rate_on", "public.specialist_schedule", "public.update_company",
-        "public.update_my_profile", "public.update_package", "public.update_specialist_profile",
-        "public.write_session_note",
+        "public.specialist_rate_on", "public.specialist_schedule", "public.tombstone_recording",
+        "public.update_company", "public.update_my_profile", "public.update_package",
+        "public.update_specialist_profile", "public.write_session_note",
     },
 }  # fmt: skip
 
