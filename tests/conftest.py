@@ -9,7 +9,6 @@ the application login role, so row-level security is always in force.
 from __future__ import annotations
 
 import io
-import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -17,13 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import structlog
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
 from melhor_saude.app import create_app
 from melhor_saude.db import DatabaseUrls, make_pool, start_embedded
-from melhor_saude.observability import configure_logging
 from melhor_saude.settings import Settings
 
 from .databases import migrated_database
@@ -34,6 +31,7 @@ from .helpers import (
     TEST_STORAGE_KEY,
     Mailbox,
     SentryCollector,
+    captured_logs,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,14 +133,4 @@ def reset_sentry() -> Iterator[None]:
 @pytest.fixture
 def json_logs(settings: Settings) -> Iterator[io.StringIO]:
     """The service's real logging set-up (JSON), writing into a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    configure_logging(settings.model_copy(update={"log_json": True, "log_level": "INFO"}))
-    buffer = io.StringIO()
-    [handler] = root.handlers
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(buffer)
-    yield buffer
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
+    yield from captured_logs(settings, as_json=True)

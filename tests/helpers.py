@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import gzip
+import io
+import logging
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import psycopg
+import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import SERVICE, Caller
 from melhor_saude.db import Conn, transaction
 from melhor_saude.notification.delivery import deliver_due
+from melhor_saude.observability import configure_logging
 from melhor_saude.settings import Settings
 
 from .factories import Person
@@ -184,3 +189,19 @@ class _SentryRequest(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+
+def captured_logs(settings: Settings, *, as_json: bool) -> Iterator[io.StringIO]:
+    """The service's real logging set-up (JSON or the console renderer), writing into a
+    buffer; the previous set-up is restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(settings.model_copy(update={"log_json": as_json, "log_level": "INFO"}))
+    buffer = io.StringIO()
+    [handler] = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    yield buffer
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()

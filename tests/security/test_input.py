@@ -4,17 +4,14 @@ client sends can make the service answer 500 (issue 9's fuzzing findings, one by
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import structlog
 
-from melhor_saude.observability import configure_logging
 from melhor_saude.settings import Settings
 
-from ..helpers import book, day, service_row, slot
+from ..helpers import book, captured_logs, day, service_row, slot
 
 
 def _invalid(response: httpx.Response) -> None:
@@ -233,17 +230,7 @@ async def test_only_published_terms_versions_are_accepted(client, factory):
 @pytest.fixture
 def console_logs(settings: Settings) -> Iterator[io.StringIO]:
     """The service's real logging set-up (console renderer), writing into a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    configure_logging(settings.model_copy(update={"log_json": False, "log_level": "INFO"}))
-    buffer = io.StringIO()
-    [handler] = root.handlers
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(buffer)
-    yield buffer
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
+    yield from captured_logs(settings, as_json=False)
 
 
 async def test_an_error_is_logged_without_the_local_variables_of_its_frames(
