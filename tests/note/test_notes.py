@@ -12,6 +12,7 @@ import pytest
 from psycopg.errors import InsufficientPrivilege
 
 from melhor_saude.db import DatabaseUrls
+from melhor_saude.note.schemas import NoteOut
 
 from ..factories import Factory, Person
 from ..helpers import book, service_row, slot, sql_refusal
@@ -212,3 +213,33 @@ async def test_the_continuity_of_care_timeline(client, factory):
     assert [n["id"] for n in timeline.json()] == list(reversed(mine))
     refused = await client.get(f"/v1/clients/{user.id}/notes", headers=user.headers)
     assert refused.status_code == 403
+
+
+async def test_the_read_and_the_timeline_send_exactly_what_the_model_documents(client, factory):
+    """The two reads pass the database's JSON through (no pydantic on the way): it must
+    be the body `NoteOut` would write, key for key, instants in the models' format."""
+    user, specialist, bid = await _session(client, factory)
+    metadata = {"escala": "GAD-7", "pontuação": 11.5, "itens": [1, None, {"a": "ç"}]}
+    written = await _write(client, specialist, bid, metadata=metadata, is_private=False)
+    note_id = written.json()["id"]
+    for text in ("Correção: data da próxima sessão", "Segunda adenda"):
+        added = await client.post(
+            f"/v1/notes/{note_id}/addenda", json={"text": text}, headers=specialist.headers
+        )
+        assert added.status_code == 201, added.text
+    signed = await client.post(f"/v1/notes/{note_id}/sign", headers=specialist.headers)
+    assert signed.status_code == 200, signed.text
+    for reader in (specialist, user):
+        body = (await client.get(f"/v1/bookings/{bid}/note", headers=reader.headers)).json()
+        assert body == NoteOut.model_validate(body).model_dump(mode="json")
+        assert body == signed.json()  # as the (pydantic-rendered) sign answer says
+        assert body["metadata"] == metadata
+        assert [a["text"] for a in body["addenda"]] == [
+            "Correção: data da próxima sessão",
+            "Segunda adenda",
+        ]
+    timeline = (await client.get(f"/v1/clients/{user.id}/notes", headers=specialist.headers)).json()
+    assert timeline == [signed.json()]
+    nobody = await factory.person("user")
+    empty = await client.get(f"/v1/clients/{nobody.id}/notes", headers=specialist.headers)
+    assert (empty.status_code, empty.json()) == (200, [])

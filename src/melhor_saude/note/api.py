@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from melhor_saude.note import schemas, service
 from melhor_saude.schemas import Limit, Offset
-from melhor_saude.web import CtxDep, responses
+from melhor_saude.web import CtxDep, PoolDep, UserDep, responses
 
 router = APIRouter(prefix="/v1", tags=["notes"])
 
@@ -20,11 +20,12 @@ async def write_note(booking_id: UUID, body: schemas.NoteIn, ctx: CtxDep) -> sch
     return await service.write_note(ctx, str(booking_id), body)
 
 
-@router.get("/bookings/{booking_id}/note")
-async def read_note(booking_id: UUID, request: Request, ctx: CtxDep) -> schemas.NoteOut:
+@router.get("/bookings/{booking_id}/note", response_model=schemas.NoteOut)
+async def read_note(booking_id: UUID, request: Request, caller: UserDep, pool: PoolDep) -> Response:
     """The session's note with its addenda: its author, admins, and the client unless
     the note is private. Every read by anyone but the author is logged."""
-    return await service.read_note(ctx, str(booking_id), f"GET {request.url.path}")
+    body = await service.read_note_json(pool, caller, str(booking_id), f"GET {request.url.path}")
+    return Response(body, media_type="application/json")
 
 
 @router.post("/notes/{note_id}/sign", responses=responses(409))
@@ -40,13 +41,14 @@ async def add_addendum(note_id: UUID, body: schemas.AddendumIn, ctx: CtxDep) -> 
     return await service.add_addendum(ctx, str(note_id), body.text)
 
 
-@router.get("/clients/{user_id}/notes")
+@router.get("/clients/{user_id}/notes", response_model=list[schemas.NoteOut])
 async def client_notes(
-    user_id: UUID, ctx: CtxDep, limit: Limit = 50, offset: Offset = 0
-) -> list[schemas.NoteOut]:
+    user_id: UUID, caller: UserDep, pool: PoolDep, limit: Limit = 50, offset: Offset = 0
+) -> Response:
     """Continuity of care: your own notes about one client across all your sessions
     together, newest first (specialists)."""
-    return await service.client_notes(ctx, str(user_id), limit=limit, offset=offset)
+    body = await service.client_notes_json(pool, caller, str(user_id), limit=limit, offset=offset)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/notes/{note_id}/reads")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import Conn, Queries, Row
+from melhor_saude.context import Caller
+from melhor_saude.db import Conn, MissingRow, Queries, Row
 
 _q = Queries("melhor_saude.note")
 
@@ -35,9 +37,13 @@ async def write(
     return note
 
 
-async def read(conn: Conn, booking_id: str, via: str) -> dict[str, Any]:
-    note: dict[str, Any] = (await _q.required(conn, "read", booking_id=booking_id, via=via))["note"]
-    return note
+async def read_json(pool: AsyncConnectionPool, caller: Caller, booking_id: str, via: str) -> str:
+    """The note as the API's JSON body, read (and the read logged) in a transaction of
+    its own: one round trip."""
+    row = await _q.read(pool, caller, "read_json", booking_id=booking_id, via=via)
+    if row is None:
+        raise MissingRow("read_json")
+    return str(row["body"])
 
 
 async def sign(conn: Conn, note_id: str) -> dict[str, Any]:
@@ -52,9 +58,16 @@ async def add_addendum(conn: Conn, note_id: str, text: str) -> dict[str, Any]:
     return addendum
 
 
-async def client_notes(conn: Conn, client_id: str, *, limit: int, offset: int) -> list[Any]:
-    rows = await _q.all(conn, "client_notes", client=client_id, limit=limit, offset=offset)
-    return [r["note"] for r in rows]
+async def client_notes_json(
+    pool: AsyncConnectionPool, caller: Caller, client_id: str, *, limit: int, offset: int
+) -> str:
+    """The caller's notes about one client as the API's JSON array: one round trip."""
+    row = await _q.read(
+        pool, caller, "client_notes_json", client=client_id, limit=limit, offset=offset
+    )
+    if row is None:
+        raise MissingRow("client_notes_json")
+    return str(row["body"])
 
 
 async def read_log(conn: Conn, note_id: str) -> list[Row]:

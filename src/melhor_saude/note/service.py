@@ -3,7 +3,9 @@ continuity-of-care timeline, the read log. The rules are the database's."""
 
 from __future__ import annotations
 
-from melhor_saude.context import Ctx
+from psycopg_pool import AsyncConnectionPool
+
+from melhor_saude.context import Caller, Ctx
 from melhor_saude.note import errors as _errors
 from melhor_saude.note import repository as repo
 from melhor_saude.note import schemas
@@ -25,10 +27,13 @@ async def write_note(ctx: Ctx, booking_id: str, body: schemas.NoteIn) -> schemas
     return schemas.NoteOut.model_validate(note)
 
 
-async def read_note(ctx: Ctx, booking_id: str, via: str) -> schemas.NoteOut:
-    """The session's note and its addenda, for those who may read it; the read is logged
-    (by the database, in this transaction) unless the reader wrote it."""
-    return schemas.NoteOut.model_validate(await repo.read(ctx.conn, booking_id, via))
+async def read_note_json(
+    pool: AsyncConnectionPool, caller: Caller, booking_id: str, via: str
+) -> bytes:
+    """The session's note and its addenda as the JSON body `NoteOut` documents (a test
+    holds the two equal), for those who may read it; the read is logged by the
+    database, in the same transaction, unless the reader wrote it."""
+    return (await repo.read_json(pool, caller, booking_id, via)).encode()
 
 
 async def sign_note(ctx: Ctx, note_id: str) -> schemas.NoteOut:
@@ -39,12 +44,13 @@ async def add_addendum(ctx: Ctx, note_id: str, text: str) -> schemas.AddendumOut
     return schemas.AddendumOut.model_validate(await repo.add_addendum(ctx.conn, note_id, text))
 
 
-async def client_notes(
-    ctx: Ctx, client_id: str, *, limit: int, offset: int
-) -> list[schemas.NoteOut]:
-    """The caller's own notes about one client, newest first."""
-    notes = await repo.client_notes(ctx.conn, client_id, limit=limit, offset=offset)
-    return [schemas.NoteOut.model_validate(n) for n in notes]
+async def client_notes_json(
+    pool: AsyncConnectionPool, caller: Caller, client_id: str, *, limit: int, offset: int
+) -> bytes:
+    """The caller's own notes about one client, newest first, as the JSON body
+    `list[NoteOut]` documents."""
+    body = await repo.client_notes_json(pool, caller, client_id, limit=limit, offset=offset)
+    return body.encode()
 
 
 async def read_log(ctx: Ctx, note_id: str) -> list[schemas.NoteReadOut]:
