@@ -437,7 +437,7 @@ def main() -> None:
                             specialists_file,
                             clients=16,
                             seconds=phase_seconds,
-                            warmup_seconds=20,
+                            warmup_seconds=40,
                             probe=probe,
                         )
                         trivial = wrk_trivial(

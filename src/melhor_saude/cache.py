@@ -10,13 +10,16 @@ after the change emptied the cache.
 
 The cache only serves while its listener is connected: before the first
 connection, and from a lost connection until the next one, every lookup misses
-(a notification could have been missed). Entries also expire after `ttl` seconds,
-which bounds what no notification covers (a rate coming into force at midnight).
+(a notification could have been missed). Entries also expire, after between half
+of `ttl` and `ttl` seconds, which bounds what no notification covers (a rate coming
+into force at midnight); the spread keeps entries stored in one burst (a warm-up,
+the minutes after a change) from all expiring, and missing, at the same moment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -37,6 +40,7 @@ class NotifiedCache:
         self.connected = False
         self.connections = 0  # successful LISTENs so far (a reconnect adds one)
         self.generation = 0
+        # key -> (expiry on the monotonic clock, value)
         self._entries: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
 
     def get(self, key: Hashable) -> bytes | None:
@@ -46,8 +50,8 @@ class NotifiedCache:
         found = self._entries.get(key)
         if found is None:
             return None
-        stored_at, value = found
-        if time.monotonic() - stored_at > self.ttl:
+        expires, value = found
+        if time.monotonic() > expires:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
@@ -58,7 +62,8 @@ class NotifiedCache:
         it was read from may have changed since)."""
         if not self.connected or generation != self.generation:
             return
-        self._entries[key] = (time.monotonic(), value)
+        lifetime = self.ttl * random.uniform(0.5, 1.0)  # noqa: S311 - spread, not secrecy
+        self._entries[key] = (time.monotonic() + lifetime, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -35,6 +35,22 @@ def test_entries_expire_and_the_least_recent_go_first(monkeypatch) -> None:
     assert cache.get("a") is None
 
 
+def test_lifetimes_are_spread_between_half_the_ttl_and_the_ttl(monkeypatch) -> None:
+    cache = NotifiedCache("c", ttl=100)
+    cache.connected = True
+    now = [0.0]
+    monkeypatch.setattr("melhor_saude.cache.time.monotonic", lambda: now[0])
+    for key in range(1000):  # stored in one burst
+        cache.put(key, b"v", cache.generation)
+    now[0] = 49.9
+    assert sum(cache.get(k) is not None for k in range(1000)) == 1000
+    now[0] = 75.0
+    alive = sum(cache.get(k) is not None for k in range(1000))
+    assert 300 < alive < 700  # about half gone: not all at once
+    now[0] = 100.1
+    assert sum(cache.get(k) is not None for k in range(1000)) == 0
+
+
 def test_a_read_that_raced_a_change_is_not_stored() -> None:
     cache = NotifiedCache("c")
     cache.connected = True
