@@ -17,17 +17,16 @@ from fastapi.responses import JSONResponse
 from melhor_saude import __version__
 from melhor_saude.cache import public_reads
 from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
+from melhor_saude.middleware import (
+    BodyLimitMiddleware,
+    InputGuardMiddleware,
+    PublicCacheMiddleware,
+)
 from melhor_saude.migrate import migrate
 from melhor_saude.notification.service import read_outbox_summary
 from melhor_saude.observability import RequestIdMiddleware, configure_logging, init_sentry
 from melhor_saude.settings import Settings, get_settings
-from melhor_saude.web import (
-    BodyLimitMiddleware,
-    InputGuardMiddleware,
-    PublicCacheMiddleware,
-    document_errors,
-    install_error_handlers,
-)
+from melhor_saude.web import document_errors, install_error_handlers
 
 # Recording uploads stream their body to storage (their own size limit).
 UPLOAD_ROUTE = ("POST", re.compile(r"/v1/bookings/[^/]+/recordings"))

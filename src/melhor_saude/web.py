@@ -1,15 +1,13 @@
-"""The HTTP edge: caller resolution, the per-request transaction, errors, input guards."""
+"""The HTTP edge: caller resolution, the per-request transaction, errors and their
+documentation (the pure-ASGI middlewares are in `middleware.py`)."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import re
-from collections.abc import AsyncIterator, Hashable, Mapping
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, unquote
 
 import psycopg
 import structlog
@@ -19,10 +17,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from melhor_saude import errors
-from melhor_saude.cache import NotifiedCache
 from melhor_saude.context import ANON, SERVICE, Caller, ClientInfo, Ctx, system_clock
 from melhor_saude.db import Conn, RateLimit, transaction
 from melhor_saude.identity.tokens import caller_from_token
@@ -386,170 +382,3 @@ def install_error_handlers(app: FastAPI) -> None:
         if request_id:
             response.headers[REQUEST_ID_HEADER] = request_id
         return response
-
-
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-class InputGuardMiddleware:
-    """Refuse a path or query string holding control characters (a NUL cannot even be
-    stored by PostgreSQL) before any route sees it: 422, like every invalid input."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            query = scope.get("query_string", b"").decode("latin-1")
-            path = scope.get("path", "")
-            if has_control_characters(unquote(query)) or has_control_characters(path):
-                await _send_json(
-                    send,
-                    422,
-                    error_body(errors.InvalidRequest("Control characters are not accepted")),
-                )
-                return
-        await self.app(scope, receive, send)
-
-
-class PublicCacheMiddleware:
-    """Answer public GETs from the process's `cache.public_reads` before routing.
-
-    For routes whose answer is the same for every caller (the public package list):
-    a 200 answer is kept under its path and its (known, sorted) query parameters,
-    and the same request is answered from memory until the database notifies a
-    change (see `cache.py`). A query with a parameter the route does not take is
-    passed through and never kept, so made-up parameters cannot flood the cache.
-    """
-
-    def __init__(
-        self, app: ASGIApp, routes: Mapping[str, frozenset[str]], cache: NotifiedCache
-    ) -> None:
-        self.app = app
-        self.routes = routes
-        self.cache = cache
-
-    def _key(self, scope: Scope) -> Hashable | None:
-        if scope["type"] != "http" or scope["method"] != "GET":
-            return None
-        allowed = self.routes.get(scope["path"])
-        if allowed is None:
-            return None
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
-        if any(name not in allowed for name, _ in query):
-            return None
-        return (scope["path"], tuple(sorted(query)))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = self._key(scope)
-        if key is None:
-            await self.app(scope, receive, send)
-            return
-        body = self.cache.get(key)
-        if body is not None:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        generation = self.cache.generation
-        status = 0
-        chunks: list[bytes] = []
-
-        async def keep(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
-
-        await self.app(scope, receive, keep)
-        if status == 200:
-            self.cache.put(key, b"".join(chunks), generation)
-
-
-class BodyLimitMiddleware:
-    """Refuse bodies over the limit before they are read into memory (pure ASGI).
-
-    `streamed`: routes (method, path pattern) whose body is streamed to storage rather
-    than read into memory (recording uploads): their own, larger limit applies, and
-    the route enforces it again while streaming.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        streamed: Mapping[tuple[str, re.Pattern[str]], int] | None = None,
-    ) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.streamed = dict(streamed or {})
-
-    def _limit(self, scope: Scope) -> int:
-        for (method, pattern), limit in self.streamed.items():
-            if scope.get("method") == method and pattern.fullmatch(scope.get("path", "")):
-                return limit
-        return self.max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        max_bytes = self._limit(scope)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > max_bytes
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    await self._refuse(send, scope.get("path", ""))
-                    return
-        seen = 0
-        refused = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen, refused
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > max_bytes and not refused:
-                    # Answer now, then tell the app the client went away so it stops reading.
-                    refused = True
-                    await self._refuse(send, scope.get("path", ""))
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if not refused:  # once refused, whatever the app answers is dropped
-                await send(message)
-
-        await self.app(scope, limited_receive, guarded_send)
-
-    async def _refuse(self, send: Send, path: str = "") -> None:
-        error = errors.PayloadTooLarge()
-        if path.startswith("/functions/"):  # the edge functions' own error shape
-            await _send_json(send, 413, {"error": error.message, "code": error.code})
-            return
-        await _send_json(send, 413, error_body(error))

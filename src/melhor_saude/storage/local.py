@@ -1,10 +1,4 @@
-"""Blob storage for meeting recordings: one small interface, chosen by configuration.
-
-As pypi/warehouse's `IFileStorage` selected by `FILES_BACKEND`: services depend on
-`BlobStorage` only; `MS_STORAGE_BACKEND` picks the implementation (`local`, files
-under the data directory encrypted at rest, served through HMAC-signed links of this
-service; or `s3`, any S3-compatible store with presigned links). Keys are paths
-inside the bucket (`meeting-recordings` by default); no URL is ever stored.
+"""The local backend: files under the data directory, encrypted at rest.
 
 The local format (version 1), for objects of gigabytes read by HTTP Range:
 
@@ -26,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import os
@@ -36,10 +29,10 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import BinaryIO
 from urllib.parse import quote
 
 from cryptography.exceptions import InvalidTag
@@ -47,112 +40,21 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .settings import ConfigurationError, Settings
+from ..settings import ConfigurationError, Settings
+from .base import (
+    InvalidKey,
+    ObjectCorrupted,
+    ObjectNotFound,
+    ObjectTooLarge,
+    SignedUrl,
+    StorageError,
+    StoredObject,
+    check_key,
+    check_range,
+)
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
-
-BUCKET = "meeting-recordings"
 STORAGE_KEY_FILE = "storage_key"
 KEY_BYTES = 32  # AES-256
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """What storing a stream produced."""
-
-    key: str
-    size: int
-    sha256: str
-    encrypted: bool
-
-
-@dataclass(frozen=True)
-class SignedUrl:
-    """A time-limited link to one object."""
-
-    url: str
-    expires_at: datetime
-
-
-class BlobStorage(Protocol):
-    """Where recordings live."""
-
-    async def put(
-        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int
-    ) -> StoredObject:
-        """Store a stream under `key` without holding it in memory; refuse (and leave
-        nothing behind) once it exceeds `max_bytes`."""
-        ...
-
-    def open(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """The object's bytes from `start` to `end` inclusive (an HTTP Range)."""
-        ...
-
-    async def signed_url(self, key: str, *, ttl_seconds: int, now: datetime) -> SignedUrl:
-        """A link to the object valid for `ttl_seconds`."""
-        ...
-
-    async def delete(self, key: str) -> None:
-        """Remove the object; removing a missing one is not an error."""
-        ...
-
-    async def modified(self, key: str) -> datetime:
-        """When the object was last written (the orphan sweep spares recent ones)."""
-        ...
-
-    def keys(self) -> AsyncIterator[str]:
-        """Every key stored (the orphan sweep compares them with the rows)."""
-        ...
-
-
-class StorageError(Exception):
-    """Something about a stored object went wrong."""
-
-
-class InvalidKey(StorageError, ValueError):
-    """The key is not a plain relative path inside the bucket."""
-
-
-class ObjectTooLarge(StorageError):
-    """The stream went past `max_bytes`; nothing was kept."""
-
-    def __init__(self, key: str, max_bytes: int) -> None:
-        super().__init__(f"{key!r} exceeds {max_bytes} bytes")
-        self.key = key
-        self.max_bytes = max_bytes
-
-
-class ObjectNotFound(StorageError, LookupError):
-    """No object is stored under the key."""
-
-
-class ObjectCorrupted(StorageError):
-    """The stored bytes fail authentication: altered, truncated, or another key's."""
-
-
-def check_key(key: str) -> str:
-    """`key` if it is a relative path of plain segments (no `..`, `.`, empty, hidden or
-    control characters), else `InvalidKey`."""
-    if not key or key.startswith("/") or "\\" in key:
-        raise InvalidKey(f"invalid storage key {key!r}")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
-        raise InvalidKey(f"invalid storage key {key!r}")
-    for segment in key.split("/"):
-        # "", "." and ".." walk the tree; a leading dot is kept for temporary files.
-        if not segment or segment.startswith("."):
-            raise InvalidKey(f"invalid storage key {key!r}")
-    return key
-
-
-def _check_range(start: int, end: int | None) -> None:
-    if start < 0 or (end is not None and end < start):
-        raise ValueError(f"invalid byte range {start}-{'' if end is None else end}")
-
-
-# ---------------------------------------------------------------------------------
-# Local backend: encrypted files under the data directory.
 
 MAGIC = b"MSBLOB"
 FORMAT_VERSION = 1
@@ -409,7 +311,7 @@ class LocalEncryptedStorage:
     async def open(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Decrypt only the chunks that hold bytes `start`..`end` (inclusive, clamped to
         the object's end); nothing when `start` is past the end."""
-        _check_range(start, end)
+        check_range(start, end)
         path = self.path(key)
         reader = await asyncio.to_thread(_Reader, path, key, self._key)
         try:
@@ -485,212 +387,6 @@ class LocalEncryptedStorage:
 
         for key in await asyncio.to_thread(walk):
             yield key
-
-
-# ---------------------------------------------------------------------------------
-# S3 backend: any S3-compatible store, encrypted server-side, presigned links.
-
-MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
-DEFAULT_PART_BYTES = 8 * 1024 * 1024
-READ_BYTES = 1024 * 1024
-
-
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-class S3Storage:
-    """Objects in an S3 bucket, uploaded in parts as they stream in."""
-
-    def __init__(
-        self,
-        bucket: str,
-        endpoint_url: str | None = None,
-        region: str = "us-east-1",
-        *,
-        client: S3Client | None = None,
-        part_bytes: int = DEFAULT_PART_BYTES,
-        page_size: int = 1000,
-    ) -> None:
-        if part_bytes < MIN_PART_BYTES:
-            raise ValueError(f"parts must be at least {MIN_PART_BYTES} bytes")
-        self.bucket = bucket
-        self.part_bytes = part_bytes
-        self.page_size = page_size
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                signature_version="s3v4",
-                # Path-style addressing suits S3-compatible stores (MinIO, Ceph, ...).
-                s3={"addressing_style": "path" if endpoint_url else "auto"},
-                retries={"mode": "standard"},
-            )
-            client = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint_url, region_name=region, config=config
-            )
-        self.client = client
-
-    async def put(
-        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int
-    ) -> StoredObject:
-        """A multipart upload fed as the stream arrives; aborted on any error."""
-        check_key(key)
-        created = await asyncio.to_thread(
-            self.client.create_multipart_upload,
-            Bucket=self.bucket,
-            Key=key,
-            ContentType=content_type,
-            ServerSideEncryption="AES256",
-        )
-        upload_id = created["UploadId"]
-        parts: list[CompletedPartTypeDef] = []
-        digest = hashlib.sha256()
-        pending = bytearray()
-        size = 0
-
-        async def upload(body: bytes) -> None:
-            number = len(parts) + 1
-            answer = await asyncio.to_thread(
-                self.client.upload_part,
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=body,
-            )
-            parts.append({"ETag": answer["ETag"], "PartNumber": number})
-
-        try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ObjectTooLarge(key, max_bytes)
-                digest.update(chunk)
-                pending += chunk
-                while len(pending) >= self.part_bytes:
-                    body = bytes(pending[: self.part_bytes])
-                    del pending[: self.part_bytes]
-                    await upload(body)
-            if pending or not parts:
-                await upload(bytes(pending))
-            await asyncio.to_thread(
-                self.client.complete_multipart_upload,
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
-        except BaseException:
-            await asyncio.shield(self._abort(key, upload_id))
-            raise
-        return StoredObject(key=key, size=size, sha256=digest.hexdigest(), encrypted=True)
-
-    async def _abort(self, key: str, upload_id: str) -> None:
-        # The original error matters more than a failure to clean up (a bucket
-        # lifecycle rule removes incomplete uploads eventually).
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(
-                self.client.abort_multipart_upload,
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-            )
-
-    async def _head(self, key: str) -> Any:
-        """The object's HEAD; `ObjectNotFound` when there is none."""
-        from botocore.exceptions import ClientError
-
-        check_key(key)
-        try:
-            return await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
-                raise ObjectNotFound(key) from None
-            raise
-
-    async def size(self, key: str) -> int:
-        """The object's size."""
-        return int((await self._head(key))["ContentLength"])
-
-    async def modified(self, key: str) -> datetime:
-        """When the object was last written."""
-        written: datetime = (await self._head(key))["LastModified"]
-        return written.astimezone(UTC)
-
-    async def open(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """The bytes `start`..`end` through a ranged GET; nothing when `start` is past
-        the end."""
-        from botocore.exceptions import ClientError
-
-        check_key(key)
-        _check_range(start, end)
-        byte_range = f"bytes={start}-{'' if end is None else end}"
-        try:
-            answer = await asyncio.to_thread(
-                self.client.get_object, Bucket=self.bucket, Key=key, Range=byte_range
-            )
-        except ClientError as error:
-            code = _error_code(error)
-            if code in {"404", "NoSuchKey"}:
-                raise ObjectNotFound(key) from None
-            if code == "InvalidRange":
-                return
-            raise
-        body = answer["Body"]
-        try:
-            while piece := await asyncio.to_thread(body.read, READ_BYTES):
-                yield piece
-        finally:
-            body.close()
-
-    async def signed_url(self, key: str, *, ttl_seconds: int, now: datetime) -> SignedUrl:
-        """A presigned GET, valid for `ttl_seconds`."""
-        check_key(key)
-        if ttl_seconds <= 0:
-            raise ValueError("ttl_seconds must be positive")
-        url = await asyncio.to_thread(
-            self.client.generate_presigned_url,
-            "get_object",
-            Params={"Bucket": self.bucket, "Key": key},
-            ExpiresIn=ttl_seconds,
-        )
-        return SignedUrl(url=url, expires_at=now + timedelta(seconds=ttl_seconds))
-
-    async def delete(self, key: str) -> None:
-        """Remove the object (S3 answers the same whether or not it existed)."""
-        check_key(key)
-        await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=key)
-
-    async def keys(self) -> AsyncIterator[str]:
-        """Every key in the bucket, a page at a time."""
-        paginator = self.client.get_paginator("list_objects_v2")
-        pages = iter(
-            paginator.paginate(Bucket=self.bucket, PaginationConfig={"PageSize": self.page_size})
-        )
-        while (page := await asyncio.to_thread(next, pages, None)) is not None:
-            for item in page.get("Contents", []):
-                yield item["Key"]
-
-
-# ---------------------------------------------------------------------------------
-# Choosing the backend.
-
-
-def storage_from_settings(settings: Settings) -> BlobStorage:
-    """The storage `MS_STORAGE_BACKEND` names."""
-    if settings.storage_backend == "s3":
-        return S3Storage(
-            settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
-        )
-    return LocalEncryptedStorage(
-        root=Path(settings.data_dir) / BUCKET,
-        key=storage_key(settings),
-        signing_secret=settings.signing_secret(),
-        base_url=settings.public_base_url,
-    )
 
 
 def storage_key(settings: Settings) -> bytes:
