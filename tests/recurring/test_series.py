@@ -238,17 +238,18 @@ async def test_occurrences_whose_time_passed_are_missed_never_booked(
     client, factory, pool, settings, database: DatabaseUrls
 ):
     user, specialist = await _client_and_specialist(factory)
-    series = (await _series(client, user, specialist, start_date=_day(0).isoformat()))["series"]
+    # Weekly from tomorrow (not today: today's 10:00 passes during the day).
+    series = (await _series(client, user, specialist))["series"]
     with psycopg.connect(database.admin) as conn:  # as if nothing had run for two weeks
         conn.execute(
             "UPDATE recurring_bookings SET start_date = %s, next_booking_date = %s WHERE id = %s",
-            (_day(-14), _day(-14), series["id"]),
+            (_day(-13), _day(-13), series["id"]),
         )
     await dispatcher.dispatch(pool, settings)
     outcomes = [(o["date"], o["outcome"]) for o in await _occurrences(pool, series["id"])]
     assert outcomes == [
-        (_day(-14).isoformat(), "missed"), (_day(-7).isoformat(), "missed"),
-        (_day(0).isoformat(), "booked"), (_day(7).isoformat(), "booked"),
+        (_day(-13).isoformat(), "missed"), (_day(-6).isoformat(), "missed"),
+        (_day(1).isoformat(), "booked"),  # the next, day 8, is past the 7-day lead window
     ]  # fmt: skip
 
 
