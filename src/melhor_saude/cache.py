@@ -10,10 +10,14 @@ after the change emptied the cache.
 
 The cache only serves while its listener is connected: before the first
 connection, and from a lost connection until the next one, every lookup misses
-(a notification could have been missed). Entries also expire, after between half
-of `ttl` and `ttl` seconds, which bounds what no notification covers (a rate coming
-into force at midnight); the spread keeps entries stored in one burst (a warm-up,
-the minutes after a change) from all expiring, and missing, at the same moment.
+(a notification could have been missed). Entries also age, which bounds what no
+notification covers (a rate coming into force at midnight): after between half of
+`ttl` and `ttl` seconds an entry is stale, and the next lookup claims its refresh
+(`claim_refresh`) while it and the others are still answered from memory until the
+refreshed answer is stored; an entry nobody asked for within another `ttl` is
+dropped. So a request waits for the database only on a true miss (a new key, or
+after a change emptied the cache), never because its entry aged, and entries stored
+in one burst (a warm-up) do not all age at the same moment.
 """
 
 from __future__ import annotations
@@ -40,26 +44,41 @@ class NotifiedCache:
         self.connected = False
         self.connections = 0  # successful LISTENs so far (a reconnect adds one)
         self.generation = 0
-        # key -> (expiry on the monotonic clock, value)
+        # key -> (when it turns stale, on the monotonic clock; value)
         self._entries: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
+        self._refreshing: set[Hashable] = set()
 
     def get(self, key: Hashable) -> bytes | None:
-        """The stored answer, or None (a miss, or not listening)."""
+        """The stored answer, stale ones included, or None (a miss, or not listening)."""
         if not self.connected:
             return None
         found = self._entries.get(key)
         if found is None:
             return None
-        expires, value = found
-        if time.monotonic() > expires:
+        stale_at, value = found
+        if time.monotonic() > stale_at + self.ttl:  # aged and nobody refreshed it
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
         return value
 
+    def claim_refresh(self, key: Hashable) -> bool:
+        """Whether the caller should read `key` again and `put` it (or `release` it): true
+        once per stale entry, until the refresh is stored or released."""
+        found = self._entries.get(key)
+        if found is None or key in self._refreshing or time.monotonic() <= found[0]:
+            return False
+        self._refreshing.add(key)
+        return True
+
+    def release(self, key: Hashable) -> None:
+        """A claimed refresh failed: the next lookup may claim it again."""
+        self._refreshing.discard(key)
+
     def put(self, key: Hashable, value: bytes, generation: int) -> None:
         """Store an answer read while `generation` was current (else drop it: the data
         it was read from may have changed since)."""
+        self._refreshing.discard(key)
         if not self.connected or generation != self.generation:
             return
         lifetime = self.ttl * random.uniform(0.5, 1.0)  # noqa: S311 - spread, not secrecy
@@ -72,6 +91,7 @@ class NotifiedCache:
         """Forget everything, and every read in flight."""
         self.generation += 1
         self._entries.clear()
+        self._refreshing.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -3,7 +3,9 @@ public-read cache answered before routing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -15,6 +17,8 @@ from melhor_saude import errors
 from melhor_saude.cache import NotifiedCache
 from melhor_saude.schemas import has_control_characters
 from melhor_saude.web import error_body
+
+log = logging.getLogger(__name__)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -59,8 +63,10 @@ class PublicCacheMiddleware:
     For routes whose answer is the same for every caller (the public package list):
     a 200 answer is kept under its path and its (known, sorted) query parameters,
     and the same request is answered from memory until the database notifies a
-    change (see `cache.py`). A query with a parameter the route does not take is
-    passed through and never kept, so made-up parameters cannot flood the cache.
+    change (see `cache.py`). A stale entry is still answered, and the first request
+    to find it starts one read of it in the background that replaces it. A query with
+    a parameter the route does not take is passed through and never kept, so made-up
+    parameters cannot flood the cache.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class PublicCacheMiddleware:
         self.app = app
         self.routes = routes
         self.cache = cache
+        self._refreshes: set[asyncio.Task[None]] = set()  # held until done
 
     def _key(self, scope: Scope) -> Hashable | None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -88,6 +95,10 @@ class PublicCacheMiddleware:
             return
         body = self.cache.get(key)
         if body is not None:
+            if self.cache.claim_refresh(key):  # stale: answered now, read again behind
+                task = asyncio.get_running_loop().create_task(self._refresh(scope, key))
+                self._refreshes.add(task)
+                task.add_done_callback(self._refreshes.discard)
             await send(
                 {
                     "type": "http.response.start",
@@ -115,6 +126,31 @@ class PublicCacheMiddleware:
         await self.app(scope, receive, keep)
         if status == 200:
             self.cache.put(key, b"".join(chunks), generation)
+
+    async def _refresh(self, scope: Scope, key: Hashable) -> None:
+        """Read a stale entry again through the app, as the request that found it."""
+        generation = self.cache.generation
+        status = 0
+        chunks: list[bytes] = []
+
+        async def no_body() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def keep(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.app({**scope, "state": dict(scope.get("state", {}))}, no_body, keep)
+        except Exception:
+            log.exception("refreshing a cached public read failed")
+        if status == 200:
+            self.cache.put(key, b"".join(chunks), generation)
+        else:
+            self.cache.release(key)
 
 
 class BodyLimitMiddleware:

@@ -4,6 +4,7 @@ tell the process about changes, emptied when it does."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
 import psycopg
@@ -31,24 +32,45 @@ def test_entries_expire_and_the_least_recent_go_first(monkeypatch) -> None:
     assert cache.get("a") == b"1"  # a is now the most recent
     cache.put("c", b"3", cache.generation)
     assert (cache.get("b"), cache.get("a"), cache.get("c")) == (None, b"1", b"3")
-    now[0] += 11
-    assert cache.get("a") is None
+    now[0] += 11  # stale: still answered, and one caller reads it again
+    assert cache.get("a") == b"1"
+    assert (cache.claim_refresh("a"), cache.claim_refresh("a")) == (True, False)
+    cache.put("a", b"1'", cache.generation)  # the refresh, stored
+    assert (cache.get("a"), cache.claim_refresh("a")) == (b"1'", False)
+    now[0] += 21  # nobody asked for c within another ttl: gone
+    assert cache.get("c") is None
 
 
-def test_lifetimes_are_spread_between_half_the_ttl_and_the_ttl(monkeypatch) -> None:
+def test_a_failed_refresh_can_be_claimed_again(monkeypatch) -> None:
+    cache = NotifiedCache("c", ttl=10)
+    cache.connected = True
+    now = [0.0]
+    monkeypatch.setattr("melhor_saude.cache.time.monotonic", lambda: now[0])
+    cache.put("a", b"1", cache.generation)
+    now[0] = 10.1
+    assert cache.claim_refresh("a")
+    cache.release("a")
+    assert cache.claim_refresh("a")
+
+
+def test_entries_stored_together_age_spread_between_half_the_ttl_and_the_ttl(
+    monkeypatch,
+) -> None:
     cache = NotifiedCache("c", ttl=100)
     cache.connected = True
     now = [0.0]
     monkeypatch.setattr("melhor_saude.cache.time.monotonic", lambda: now[0])
-    for key in range(1000):  # stored in one burst
+    keys = range(1000)
+    for key in keys:  # stored in one burst
         cache.put(key, b"v", cache.generation)
     now[0] = 49.9
-    assert sum(cache.get(k) is not None for k in range(1000)) == 1000
+    assert sum(cache.claim_refresh(k) for k in keys) == 0
     now[0] = 75.0
-    alive = sum(cache.get(k) is not None for k in range(1000))
-    assert 300 < alive < 700  # about half gone: not all at once
+    assert 300 < sum(cache.claim_refresh(k) for k in keys) < 700  # about half: not all at once
     now[0] = 100.1
-    assert sum(cache.get(k) is not None for k in range(1000)) == 0
+    assert all(cache.get(k) == b"v" for k in keys)  # stale, still answered
+    now[0] = 200.1
+    assert all(cache.get(k) is None for k in keys)
 
 
 def test_a_read_that_raced_a_change_is_not_stored() -> None:
@@ -97,6 +119,24 @@ async def test_a_change_empties_the_cache_of_the_list(client, factory, listening
     assert r.status_code == 200
     await _until(lambda: listening.generation > generation)
     assert (await client.get("/v1/packages", params=params)).json() == []
+
+
+async def test_a_stale_entry_is_answered_at_once_and_read_again_behind(
+    client, factory, listening
+) -> None:
+    specialist = await factory.specialist()
+    body = {"name": "P", "session_count": 2, "price": "100.00"}
+    generation = listening.generation
+    await client.post("/v1/packages", json=body, headers=specialist.headers)
+    await _until(lambda: listening.generation > generation)
+    params = {"specialist_id": specialist.id}
+    fresh = (await client.get("/v1/packages", params=params)).content
+    key = ("/v1/packages", (("specialist_id", specialist.id),))
+    planted = b'["aged"]'
+    listening._entries[key] = (time.monotonic() - 1, planted)  # past its lifetime
+    assert (await client.get("/v1/packages", params=params)).content == planted
+    await _until(lambda: listening.get(key) == fresh)  # replaced by a read behind it
+    assert (await client.get("/v1/packages", params=params)).content == fresh
 
 
 async def test_a_new_rate_changes_the_saving_shown(client, factory, pool, listening) -> None:
