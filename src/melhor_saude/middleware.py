@@ -57,6 +57,28 @@ class InputGuardMiddleware:
         await self.app(scope, receive, send)
 
 
+class _Answer:
+    """An ASGI `send` that collects the status and body an app sends (and passes every
+    message on to `forward`, when there is one)."""
+
+    def __init__(self, forward: Send | None = None) -> None:
+        self.forward = forward
+        self.status = 0
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+        if self.forward is not None:
+            await self.forward(message)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
 class PublicCacheMiddleware:
     """Answer public GETs from the process's `cache.public_reads` before routing.
 
@@ -112,43 +134,25 @@ class PublicCacheMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
         generation = self.cache.generation
-        status = 0
-        chunks: list[bytes] = []
-
-        async def keep(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
-
-        await self.app(scope, receive, keep)
-        if status == 200:
-            self.cache.put(key, b"".join(chunks), generation)
+        answer = _Answer(forward=send)
+        await self.app(scope, receive, answer)
+        if answer.status == 200:
+            self.cache.put(key, answer.body, generation)
 
     async def _refresh(self, scope: Scope, key: Hashable) -> None:
         """Read a stale entry again through the app, as the request that found it."""
         generation = self.cache.generation
-        status = 0
-        chunks: list[bytes] = []
+        answer = _Answer()
 
         async def no_body() -> Message:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        async def keep(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
         try:
-            await self.app({**scope, "state": dict(scope.get("state", {}))}, no_body, keep)
+            await self.app({**scope, "state": dict(scope.get("state", {}))}, no_body, answer)
         except Exception:
             log.exception("refreshing a cached public read failed")
-        if status == 200:
-            self.cache.put(key, b"".join(chunks), generation)
+        if answer.status == 200:
+            self.cache.put(key, answer.body, generation)
         else:
             self.cache.release(key)
 
