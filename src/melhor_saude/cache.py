@@ -37,10 +37,21 @@ log = structlog.get_logger(__name__)
 class NotifiedCache:
     """Bytes by key, least recently used first out, emptied on notification."""
 
-    def __init__(self, channel: str, *, max_entries: int = 16_384, ttl: float = 300.0) -> None:
+    def __init__(
+        self,
+        channel: str,
+        *,
+        max_entries: int = 16_384,
+        ttl: float = 300.0,
+        max_refreshing: int = 1,
+    ) -> None:
         self.channel = channel
         self.max_entries = max_entries
         self.ttl = ttl
+        # Refreshes in flight at once: each holds a pooled connection, and thousands of
+        # entries stored in one burst turn stale together (measured: unbounded, they
+        # queued for the pool until it timed out).
+        self.max_refreshing = max_refreshing
         self.connected = False
         self.connections = 0  # successful LISTENs so far (a reconnect adds one)
         self.generation = 0
@@ -64,9 +75,15 @@ class NotifiedCache:
 
     def claim_refresh(self, key: Hashable) -> bool:
         """Whether the caller should read `key` again and `put` it (or `release` it): true
-        once per stale entry, until the refresh is stored or released."""
+        once per stale entry, until the refresh is stored or released, and only while
+        fewer than `max_refreshing` refreshes are in flight (a later lookup claims it)."""
         found = self._entries.get(key)
-        if found is None or key in self._refreshing or time.monotonic() <= found[0]:
+        if (
+            found is None
+            or len(self._refreshing) >= self.max_refreshing
+            or key in self._refreshing
+            or time.monotonic() <= found[0]
+        ):
             return False
         self._refreshing.add(key)
         return True
