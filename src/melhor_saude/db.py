@@ -11,7 +11,6 @@ transaction-local, so a pooled connection (or PgBouncer) never leaks them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -228,15 +227,11 @@ async def _begin(
     return counted
 
 
-def _check_soon(pool: AsyncConnectionPool) -> None:
-    """Have the pool test its idle connections in the background (a dead one was just
-    found: the server restarted, the others are likely dead too)."""
-    task = asyncio.get_running_loop().create_task(pool.check())
-    _checks.add(task)
-    task.add_done_callback(_checks.discard)
-
-
-_checks: set[asyncio.Task[None]] = set()
+async def _drop_dead(pool: AsyncConnectionPool) -> None:
+    """A dead pooled connection was just found: the server restarted, and the other
+    idle ones are likely dead too. Test them all now (one round trip each), so the
+    attempt that follows gets a live connection, not the next dead one."""
+    await pool.check()
 
 
 @asynccontextmanager
@@ -262,7 +257,7 @@ async def transaction(
             except psycopg.OperationalError:
                 if attempt == 2 or not conn.broken:
                     raise
-                _check_soon(pool)
+                await _drop_dead(pool)
                 log.warning("a pooled connection was dead; beginning again on another")
                 continue  # leaving the block returns the broken connection: discarded
             if counted is not None:
@@ -308,18 +303,29 @@ class Queries:
     async def read(
         self, pool: AsyncConnectionPool, caller: Caller, name: str, /, **params: Any
     ) -> Row | None:
-        """The first row of one read-only query, in a transaction of its own as `caller`.
+        """The first row of one query, in a transaction of its own as `caller`.
 
-        For hot reads: BEGIN, the caller's settings, the query and COMMIT are pipelined,
-        so the whole transaction costs one network round trip instead of four.
+        For hot reads (a logged read may write its log row too): BEGIN, the caller's
+        settings, the query and COMMIT are pipelined, so the whole transaction costs
+        one network round trip instead of four. As in `transaction`, a pooled
+        connection found dead (the server restarted since) is thrown away and the
+        transaction sent again on another.
         """
-        async with pool.connection() as raw:
-            conn = cast(Conn, raw)
-            async with conn.pipeline():
-                await set_caller(conn, caller)
-                cur = await conn.execute(self.sql[name], params)
-                await conn.commit()  # in a pipeline: queued, then one sync for everything
-                return await cur.fetchone()
+        for attempt in (1, 2):
+            async with pool.connection() as raw:
+                conn = cast(Conn, raw)
+                try:
+                    async with conn.pipeline():
+                        await set_caller(conn, caller)
+                        cur = await conn.execute(self.sql[name], params)
+                        await conn.commit()  # in a pipeline: queued, one sync for all
+                        return await cur.fetchone()
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                    await _drop_dead(pool)
+                    log.warning("a pooled connection was dead; sending the read again")
+        raise AssertionError("unreachable")
 
     async def run(self, conn: Conn, name: str, /, **params: Any) -> int:
         """Execute for effect; the number of rows affected."""
