@@ -327,6 +327,15 @@ class Queries:
                     log.warning("a pooled connection was dead; sending the read again")
         raise AssertionError("unreachable")
 
+    async def read_required(
+        self, pool: AsyncConnectionPool, caller: Caller, name: str, /, **params: Any
+    ) -> Row:
+        """`read` for a statement that always returns a row (as `required` is to `one`)."""
+        row = await self.read(pool, caller, name, **params)
+        if row is None:
+            raise MissingRow(name)
+        return row
+
     async def run(self, conn: Conn, name: str, /, **params: Any) -> int:
         """Execute for effect; the number of rows affected."""
         cur = await conn.execute(self.sql[name], params)

@@ -8,7 +8,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import Caller
-from melhor_saude.db import Conn, MissingRow, Queries, Row
+from melhor_saude.db import Conn, Queries, Row
 
 _q = Queries("melhor_saude.note")
 
@@ -40,9 +40,7 @@ async def write(
 async def read_json(pool: AsyncConnectionPool, caller: Caller, booking_id: str, via: str) -> str:
     """The note as the API's JSON body, read (and the read logged) in a transaction of
     its own: one round trip."""
-    row = await _q.read(pool, caller, "read_json", booking_id=booking_id, via=via)
-    if row is None:
-        raise MissingRow("read_json")
+    row = await _q.read_required(pool, caller, "read_json", booking_id=booking_id, via=via)
     return str(row["body"])
 
 
@@ -62,11 +60,9 @@ async def client_notes_json(
     pool: AsyncConnectionPool, caller: Caller, client_id: str, *, limit: int, offset: int
 ) -> str:
     """The caller's notes about one client as the API's JSON array: one round trip."""
-    row = await _q.read(
+    row = await _q.read_required(
         pool, caller, "client_notes_json", client=client_id, limit=limit, offset=offset
     )
-    if row is None:
-        raise MissingRow("client_notes_json")
     return str(row["body"])
 
 

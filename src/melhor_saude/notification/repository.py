@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import SERVICE
-from melhor_saude.db import Conn, MissingRow, Queries, Row
+from melhor_saude.db import Conn, Queries, Row
 
 _q = Queries("melhor_saude.notification")
 
@@ -87,10 +87,7 @@ async def outbox_summary(conn: Conn) -> Row:
 
 
 async def read_outbox_summary(pool: AsyncConnectionPool) -> Row:
-    row = await _q.read(pool, SERVICE, "outbox_summary")
-    if row is None:
-        raise MissingRow("outbox_summary")
-    return row
+    return await _q.read_required(pool, SERVICE, "outbox_summary")
 
 
 async def dead_emails(conn: Conn, limit: int) -> list[Row]:

@@ -4,7 +4,6 @@ backend's signed download (with Range), deletion."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -15,7 +14,15 @@ from melhor_saude import errors
 from melhor_saude.recording import formats, schemas, service
 from melhor_saude.recording.errors import LinkRefused, RecordingNotFound
 from melhor_saude.storage import BlobStorage, LocalEncryptedStorage, storage_from_settings
-from melhor_saude.web import BearerDoc, CtxDep, PoolDep, SettingsDep, caller_of, responses
+from melhor_saude.web import (
+    BearerDoc,
+    CtxDep,
+    PoolDep,
+    SettingsDep,
+    caller_of,
+    clock_of,
+    responses,
+)
 
 router = APIRouter(prefix="/v1", tags=["recordings"])
 
@@ -123,7 +130,7 @@ async def blob(
     it streams; `Range` requests are answered (`206`) so players can seek. A
     tampered, expired or other recording's link: `403`."""
     if not isinstance(storage, LocalEncryptedStorage) or not storage.verify_signature(
-        key, expires, signature, datetime.now(UTC)
+        key, expires, signature, clock_of(request)
     ):
         raise LinkRefused()
     if not await service.is_stored(pool, key):

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -200,7 +200,3 @@ async def _sweep(
         log.warning("removed a stored object no recording holds: %s", key)
         swept += 1
     return swept
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from melhor_saude.context import system_clock
 from melhor_saude.jobs import DATABASE_RETRY, app, runtime
 from melhor_saude.recording import service
 from melhor_saude.storage import storage_from_settings
@@ -14,5 +15,5 @@ async def recording_expiry(timestamp: int) -> dict[str, int]:
     tombstone) and sweep objects no recording holds."""
     del timestamp
     jobs = runtime()
-    done = await service.expire(jobs.pool, storage_from_settings(jobs.settings), service.now_utc())
+    done = await service.expire(jobs.pool, storage_from_settings(jobs.settings), system_clock())
     return {"expired": done.expired, "swept": done.swept}
