@@ -118,7 +118,8 @@ class Process:
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self.proc.kill()  # reaped below, so no Popen outlives the test
+                self.proc.wait(timeout=30)
         self._out.close()
         return int(self.proc.returncode)
 
