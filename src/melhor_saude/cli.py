@@ -88,10 +88,10 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 4,
 ) -> None:
     """The background worker only: delivers email, runs periodic jobs."""
-    from melhor_saude.runner import run_worker
+    from melhor_saude.runner import run_worker_process
 
     settings, urls = _prepare()
-    asyncio.run(run_worker(settings, urls, concurrency=concurrency))
+    asyncio.run(run_worker_process(settings, urls, concurrency=concurrency))
 
 
 @db_cli.command("migrate")
@@ -247,8 +247,10 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    # uvicorn re-raises SIGTERM once it has shut down; as an exception rather than
-    # the default handler it lets exit hooks run, so the embedded server is stopped.
+    # `serve` and `worker` stop gracefully on SIGTERM (`runner.stop_on_signals`); `api`
+    # (uvicorn) re-raises it once it has shut down, and elsewhere (migrations, demo
+    # data) it arrives as is: as an exception rather than the default handler it lets
+    # exit hooks run, so the embedded server is stopped.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         cli()

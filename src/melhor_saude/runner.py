@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
+from collections.abc import Callable, Iterator
 
 import procrastinate
 import psycopg
@@ -92,6 +94,50 @@ async def _run_worker_halves(
     for task in running:
         if not task.cancelled() and (error := task.exception()) is not None:
             raise error
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals(
+    stop: asyncio.Event, on_stop: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """While inside: SIGTERM or SIGINT asks for a graceful stop (`stop` is set, then
+    `on_stop` called); a second one while stopping exits at once.
+
+    A graceful stop lets what is in flight finish and be recorded: the email being
+    sent (bounded by `MS_SMTP_TIMEOUT_SECONDS`), the jobs running. The handlers run
+    in the event loop between steps, never in the middle of a database command, as a
+    process-wide Python signal handler would.
+    """
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def handle(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again while stopping: exiting now", sig.name)
+            raise SystemExit(128 + sig)
+        log.info("%s: stopping once what is in flight is done", sig.name)
+        stop.set()
+        if on_stop is not None:
+            on_stop()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, handle, sig)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
+
+
+async def run_worker_process(settings: Settings, urls: DatabaseUrls, *, concurrency: int) -> None:
+    """`worker`: `run_worker` until SIGTERM or SIGINT, then a graceful stop."""
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        await run_worker(settings, urls, concurrency=concurrency, stop=stop)
 
 
 class WorkerStopped(RuntimeError):
@@ -181,26 +227,42 @@ async def run_all(
         for line in await seed_demo_data(settings, urls):
             print(line)  # the demo credentials are meant for the terminal
     app = create_app(settings, urls=urls, run_migrations=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None)
-    )
+    server = _Server(uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None))
     stop = asyncio.Event()
-    serving = asyncio.create_task(server.serve())
-    if not with_worker:
-        await serving
-        return
-    # `/ready` reports the worker half's state: the API is not "ready" with a dead worker.
-    app.state.worker = jobs.WorkerState()
-    working = asyncio.create_task(run_worker(settings, urls, stop=stop, state=app.state.worker))
-    try:
-        await asyncio.wait([serving, working], return_when=asyncio.FIRST_COMPLETED)
-        if working.done() and not serving.done():
-            # The worker failed for good: stop serving too, so the process exits non-zero
-            # and its supervisor restarts both halves.
-            server.should_exit = True
+
+    def stop_serving() -> None:
+        server.should_exit = True
+
+    with stop_on_signals(stop, on_stop=stop_serving):
+        serving = asyncio.create_task(server.serve())
+        if not with_worker:
             await serving
-    finally:
-        stop.set()
-        await asyncio.gather(working, return_exceptions=True)
+            return
+        # `/ready` reports the worker half's state: the API is not "ready" with a dead
+        # worker.
+        app.state.worker = jobs.WorkerState()
+        working = asyncio.create_task(run_worker(settings, urls, stop=stop, state=app.state.worker))
+        try:
+            await asyncio.wait([serving, working], return_when=asyncio.FIRST_COMPLETED)
+            if working.done() and not serving.done():
+                # The worker failed for good: stop serving too, so the process exits
+                # non-zero and its supervisor restarts both halves.
+                stop_serving()
+                await serving
+        finally:
+            stop.set()
+            await asyncio.gather(working, return_exceptions=True)
     if not working.cancelled() and (error := working.exception()) is not None:
         raise error
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, leaving SIGTERM and SIGINT to `stop_on_signals`.
+
+    uvicorn's own handlers would stop only the API, then raise the signal again once
+    it had shut down: the worker half would be cut off mid-command instead of
+    finishing what it was doing."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
