@@ -18,6 +18,8 @@ async def test_health_and_ready(client):
     # The outbox's counts (this test database's emails); no worker in this process.
     assert set(body["email"]) == {"pending", "retrying", "dead", "oldest_due_seconds"}
     assert "worker" not in body
+    # This process's public list cache: what it holds and what lookups found.
+    assert {"entries", "connected"} <= set(body["public_cache"])
 
 
 async def test_unknown_route_has_a_code(client):

@@ -7,24 +7,27 @@ import contextlib
 import gc
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude import __version__
-from melhor_saude.cache import public_reads
+from melhor_saude.cache import Fill, public_reads
 from melhor_saude.db import DatabaseUrls, make_pool, resolve_urls
 from melhor_saude.middleware import (
     BodyLimitMiddleware,
     InputGuardMiddleware,
     PublicCacheMiddleware,
+    public_key,
 )
 from melhor_saude.migrate import migrate
 from melhor_saude.notification.service import read_outbox_summary
 from melhor_saude.observability import RequestIdMiddleware, configure_logging, init_sentry
+from melhor_saude.package.service import first_pages_json
 from melhor_saude.settings import Settings, get_settings
 from melhor_saude.web import document_errors, install_error_handlers
 
@@ -34,6 +37,20 @@ UPLOAD_ROUTE = ("POST", re.compile(r"/v1/bookings/[^/]+/recordings"))
 # Routes whose answer is the same for every caller, with the query parameters they
 # take: kept in memory by `PublicCacheMiddleware` until the database notifies a change.
 PUBLIC_ROUTES = {"/v1/packages": frozenset({"specialist_id", "pillar", "limit", "offset"})}
+
+
+def fill_public_reads(pool: AsyncConnectionPool) -> Fill:
+    """What fills the public cache at once: the package list's first page for each
+    specialist (`?specialist_id=`, as the directory asks for it) and for everyone."""
+
+    async def fill() -> list[tuple[Hashable, bytes]]:
+        pages = await first_pages_json(pool, lists=public_reads.max_entries - 1)
+        return [
+            (public_key("/v1/packages", [("specialist_id", who)] if who else []), body)
+            for who, body in pages
+        ]
+
+    return fill
 
 
 def create_app(
@@ -63,7 +80,9 @@ def create_app(
         listener = None
         if settings.public_cache_seconds > 0:
             public_reads.ttl = settings.public_cache_seconds
-            listener = asyncio.create_task(public_reads.listen(resolved.app))
+            listener = asyncio.create_task(
+                public_reads.listen(resolved.app, fill=fill_public_reads(pool))
+            )
         # Everything built so far (routes, models, modules) lives as long as the process:
         # move it out of the collector's sight, so full collections stay short and
         # stop showing up as tail latency.
@@ -115,6 +134,7 @@ def create_app(
             async with request.app.state.pool.connection(timeout=2) as conn:
                 await conn.execute("SELECT 1")
             body["email"] = await outbox_counts(request.app)
+            body["public_cache"] = public_reads.stats()
         except Exception:
             return JSONResponse(
                 {"code": "NOT_READY", "message": "database unavailable", "details": {}},

@@ -17,21 +17,31 @@ notification covers (a rate coming into force at midnight): after between half o
 refreshed answer is stored; an entry nobody asked for within another `ttl` is
 dropped. So a request waits for the database only on a true miss (a new key, or
 after a change emptied the cache), never because its entry aged, and entries stored
-in one burst (a warm-up) do not all age at the same moment.
+in one burst do not all age at the same moment.
+
+With a `fill` (what every entry worth having is, read at once), the cache fills
+itself whenever it starts empty: once listening, and again after each notification
+emptied it (one fill at a time; a change during a fill makes the fill's answers
+stale, so another follows). Requests miss only until the fill is stored, instead of
+each missing key reaching the database on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections import OrderedDict
-from collections.abc import Hashable
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 
 import psycopg
 import structlog
 
 log = structlog.get_logger(__name__)
+
+# Every entry worth having, read at once: (key, answer) pairs.
+Fill = Callable[[], Awaitable[Iterable[tuple[Hashable, bytes]]]]
 
 
 class NotifiedCache:
@@ -58,18 +68,23 @@ class NotifiedCache:
         # key -> (when it turns stale, on the monotonic clock; value)
         self._entries: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
         self._refreshing: set[Hashable] = set()
+        self._fill_wanted: asyncio.Event | None = None  # made by `listen`, in its loop
+        # hits, stale hits, misses, clears, fills and entries filled, for `/ready`
+        self.counts: Counter[str] = Counter()
 
     def get(self, key: Hashable) -> bytes | None:
         """The stored answer, stale ones included, or None (a miss, or not listening)."""
-        if not self.connected:
-            return None
-        found = self._entries.get(key)
+        found = self._entries.get(key) if self.connected else None
         if found is None:
+            self.counts["misses"] += 1
             return None
         stale_at, value = found
-        if time.monotonic() > stale_at + self.ttl:  # aged and nobody refreshed it
+        now = time.monotonic()
+        if now > stale_at + self.ttl:  # aged and nobody refreshed it
             del self._entries[key]
+            self.counts["misses"] += 1
             return None
+        self.counts["stale_hits" if now > stale_at else "hits"] += 1
         self._entries.move_to_end(key)
         return value
 
@@ -105,22 +120,46 @@ class NotifiedCache:
             self._entries.popitem(last=False)
 
     def clear(self) -> None:
-        """Forget everything, and every read in flight."""
+        """Forget everything, and every read in flight; a fill follows (when listening)."""
         self.generation += 1
         self._entries.clear()
         self._refreshing.clear()
+        self.counts["clears"] += 1
+        if self._fill_wanted is not None:
+            self._fill_wanted.set()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def listen(self, conninfo: str, *, retry_seconds: float = 1.0) -> None:
-        """Follow the channel until cancelled, reconnecting after a lost connection."""
+    def stats(self) -> dict[str, int]:
+        """Entries held and what lookups found since the process started."""
+        return {"entries": len(self._entries), "connected": int(self.connected), **self.counts}
+
+    async def listen(
+        self, conninfo: str, *, retry_seconds: float = 1.0, fill: Fill | None = None
+    ) -> None:
+        """Follow the channel until cancelled, reconnecting after a lost connection; with
+        `fill`, fill the cache each time it was emptied while listening."""
+        self._fill_wanted = wanted = asyncio.Event()
+        filling = None
+        if fill is not None:
+            filling = asyncio.create_task(self._fill_when_emptied(fill, wanted, retry_seconds))
+        try:
+            await self._follow(conninfo, retry_seconds)
+        finally:
+            if filling is not None:
+                filling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await filling
+            self._fill_wanted = None
+
+    async def _follow(self, conninfo: str, retry_seconds: float) -> None:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f'LISTEN "{self.channel}"')  # a fixed channel name
-                    self.clear()
                     self.connected = True
+                    self.clear()
                     self.connections += 1
                     log.info("cache_listening", channel=self.channel)
                     async for _ in conn.notifies():
@@ -133,6 +172,31 @@ class NotifiedCache:
                 self.connected = False
                 self.clear()
             await asyncio.sleep(retry_seconds)
+
+    async def _fill_when_emptied(
+        self, fill: Fill, wanted: asyncio.Event, retry_seconds: float
+    ) -> None:
+        """One fill each time the cache was emptied while listening (a burst of
+        notifications: one fill after the burst, and another if one came during it)."""
+        while True:
+            await wanted.wait()
+            wanted.clear()
+            if not self.connected:
+                continue  # the next connection empties the cache, and asks again
+            generation = self.generation
+            try:
+                entries = list(await fill())
+            except Exception as exc:  # a fill is an optimisation: misses still read
+                log.warning("cache_fill_failed", channel=self.channel, error=str(exc))
+                wanted.set()
+                await asyncio.sleep(retry_seconds)
+                continue
+            if generation != self.generation:
+                continue  # emptied meanwhile: what was read may be stale; fill again
+            for key, value in entries[: self.max_entries]:
+                self.put(key, value, generation)
+            self.counts["fills"] += 1
+            self.counts["filled"] += min(len(entries), self.max_entries)
 
 
 # The public reads' cache of this process (emptied by `ms_public_catalog`, which the

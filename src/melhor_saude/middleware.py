@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -79,6 +79,11 @@ class _Answer:
         return b"".join(self.chunks)
 
 
+def public_key(path: str, query: Iterable[tuple[str, str]]) -> Hashable:
+    """The cache key of a public GET: its path and its query parameters, sorted."""
+    return (path, tuple(sorted(query)))
+
+
 class PublicCacheMiddleware:
     """Answer public GETs from the process's `cache.public_reads` before routing.
 
@@ -108,7 +113,7 @@ class PublicCacheMiddleware:
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
         if any(name not in allowed for name, _ in query):
             return None
-        return (scope["path"], tuple(sorted(query)))
+        return public_key(scope["path"], query)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = self._key(scope)

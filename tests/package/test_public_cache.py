@@ -4,14 +4,18 @@ tell the process about changes, emptied when it does."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
 
+from melhor_saude.app import fill_public_reads
 from melhor_saude.cache import NotifiedCache, public_reads
+from melhor_saude.context import ANON
 from melhor_saude.db import DatabaseUrls
+from melhor_saude.package.service import PAGE, list_packages_json
 
 
 async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -104,6 +108,114 @@ def test_nothing_is_served_without_a_listener() -> None:
     cache = NotifiedCache("c")
     cache.put("k", b"v", cache.generation)
     assert cache.get("k") is None
+
+
+async def test_a_fill_that_raced_a_change_is_dropped_and_another_follows() -> None:
+    cache = NotifiedCache("c")
+    cache.connected = True
+    calls = 0
+
+    async def fill() -> list[tuple[str, bytes]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            cache.clear()  # a change committed while the first fill was reading
+            return [("k", b"before the change")]
+        return [("k", b"after")]
+
+    cache._fill_wanted = wanted = asyncio.Event()  # as `listen` makes it
+    task = asyncio.create_task(cache._fill_when_emptied(fill, wanted, 0.01))
+    try:
+        wanted.set()
+        await _until(lambda: cache.counts["fills"] == 1)
+    finally:
+        task.cancel()
+    assert calls == 2
+    assert cache.get("k") == b"after"
+
+
+async def test_a_failed_fill_is_tried_again() -> None:
+    cache = NotifiedCache("c")
+    cache.connected = True
+    calls = 0
+
+    async def fill() -> list[tuple[str, bytes]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise psycopg.OperationalError("the server restarted")
+        return [("k", b"v")]
+
+    wanted = asyncio.Event()
+    task = asyncio.create_task(cache._fill_when_emptied(fill, wanted, 0.01))
+    try:
+        wanted.set()
+        await _until(lambda: cache.get("k") == b"v")
+    finally:
+        task.cancel()
+    assert calls == 2
+
+
+async def test_the_fill_answers_what_each_list_answers(client, factory, pool) -> None:
+    """Byte for byte, for every list the fill holds: each specialist's first page (one
+    with more than a page of packages, one with an inactive one) and everyone's."""
+    many, some = await factory.specialist(), await factory.specialist()
+    for i in range(PAGE + 2):
+        body = {"name": f"P{i:02}", "session_count": 1 + i % 5, "price": f"{10 + i}.05"}
+        r = await client.post("/v1/packages", json=body, headers=many.headers)
+        assert r.status_code == 201, r.text
+    body = {"name": "Q", "session_count": 4, "price": "80.00", "discount_percentage": "12.5"}
+    kept = {**body, "pillar": "saude_mental"}
+    assert (await client.post("/v1/packages", json=kept, headers=some.headers)).status_code == 201
+    gone = (
+        await client.post("/v1/packages", json={**body, "name": "R"}, headers=some.headers)
+    ).json()
+    await client.post(f"/v1/packages/{gone['id']}/deactivate", headers=some.headers)
+    entries = dict(await fill_public_reads(pool)())
+    for who in (many, some):
+        assert ("/v1/packages", (("specialist_id", who.id),)) in entries, list(entries)[:3]
+    assert len(json.loads(entries["/v1/packages", (("specialist_id", many.id),)])) == PAGE
+    for (_, params), held in entries.items():
+        who = dict(params).get("specialist_id")
+        read = await list_packages_json(pool, specialist_id=who, pillar=None, limit=PAGE, offset=0)
+        assert held == read, who
+    assert ANON.role == "anon"  # the fill reads as anyone would
+
+
+@pytest.fixture
+async def filling(database: DatabaseUrls, pool) -> AsyncIterator[NotifiedCache]:
+    """The process-wide cache, following notifications and filling itself."""
+    task = asyncio.create_task(
+        public_reads.listen(database.app, retry_seconds=0.05, fill=fill_public_reads(pool))
+    )
+    await _until(lambda: public_reads.connected)
+    try:
+        yield public_reads
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_the_cache_fills_itself_when_listening_and_after_each_change(
+    client, factory, filling
+) -> None:
+    specialist = await factory.specialist()
+    key = ("/v1/packages", (("specialist_id", specialist.id),))
+    await _until(lambda: filling.counts["fills"] >= 1)
+    assert filling.get(key) is None  # no packages: no list to hold
+    fills = filling.counts["fills"]
+    body = {"name": "P", "session_count": 2, "price": "100.00"}
+    made = (await client.post("/v1/packages", json=body, headers=specialist.headers)).json()
+    # Emptied by the change, then filled again: held before anyone asks for it.
+    await _until(lambda: filling.counts["fills"] > fills and filling.get(key) is not None)
+    held = filling.get(key)
+    assert held is not None
+    assert [p["id"] for p in json.loads(held)] == [made["id"]]
+    misses = filling.counts["misses"]
+    r = await client.get("/v1/packages", params={"specialist_id": specialist.id})
+    assert r.content == held
+    assert filling.counts["misses"] == misses
 
 
 @pytest.fixture

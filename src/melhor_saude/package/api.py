@@ -20,7 +20,7 @@ async def list_packages(
     pool: PoolDep,
     specialist_id: UUID | None = None,
     pillar: Pillar | None = None,
-    limit: Limit = 50,
+    limit: Limit = service.PAGE,
     offset: Offset = 0,
 ) -> Response:
     """Active packages, cheapest per session first. Public: the same list for everyone,

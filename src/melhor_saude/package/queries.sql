@@ -19,17 +19,8 @@ SELECT * FROM package_offers WHERE id = %(id)s;
 -- Active packages (RLS lets anyone read those), cheapest per session first, as the JSON
 -- body `list[PackageOut]` documents (money as decimal strings): the list is a public,
 -- hot read, answered in one round trip without building a model per row.
-SELECT coalesce(json_agg(json_build_object(
-           'id', o.id, 'specialist_id', o.specialist_id, 'name', o.name,
-           'description', o.description, 'pillar', o.pillar,
-           'session_type_id', o.session_type_id, 'session_count', o.session_count,
-           'price', o.price::text, 'currency', o.currency,
-           'discount_percentage', o.discount_percentage::text,
-           'final_price', o.final_price::text, 'price_per_session', o.price_per_session::text,
-           'saving', o.saving::text, 'valid_for_days', o.valid_for_days,
-           'is_active', o.is_active, 'created_at', api_instant(o.created_at),
-           'updated_at', api_instant(o.updated_at))
-       ORDER BY o.price_per_session, o.name, o.id), '[]')::text AS body
+SELECT coalesce(json_agg(package_offer_json(o) ORDER BY o.price_per_session, o.name, o.id),
+                '[]')::text AS body
 FROM (
     SELECT * FROM package_offers
     WHERE is_active
@@ -38,6 +29,35 @@ FROM (
     ORDER BY price_per_session, name, id
     LIMIT %(limit)s OFFSET %(offset)s
 ) o;
+
+-- package_first_pages_json --
+-- `list_packages_json`'s answer (its first page of `limit`) for no specialist
+-- (specialist_id NULL) and for every specialist with active packages, at most `lists`
+-- of them: what fills the API processes' list cache in one read. Each page is the page
+-- query above (per specialist, through the index on specialist_id).
+SELECT NULL::text AS specialist_id, page.body
+FROM (
+    SELECT coalesce(json_agg(package_offer_json(o)
+                             ORDER BY o.price_per_session, o.name, o.id), '[]')::text AS body
+    FROM (
+        SELECT * FROM package_offers WHERE is_active
+        ORDER BY price_per_session, name, id
+        LIMIT %(limit)s
+    ) o
+) page
+UNION ALL
+SELECT s.specialist_id::text, page.body
+FROM (SELECT DISTINCT specialist_id FROM booking_packages WHERE is_active LIMIT %(lists)s) s
+CROSS JOIN LATERAL (
+    SELECT coalesce(json_agg(package_offer_json(o)
+                             ORDER BY o.price_per_session, o.name, o.id), '[]')::text AS body
+    FROM (
+        SELECT * FROM package_offers
+        WHERE is_active AND specialist_id = s.specialist_id
+        ORDER BY price_per_session, name, id
+        LIMIT %(limit)s
+    ) o
+) page;
 
 -- purchase_package --
 SELECT p.*, b.* FROM purchase_package(%(package_id)s, %(payment_reference)s, %(user_id)s) p

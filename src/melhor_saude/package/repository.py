@@ -79,6 +79,12 @@ async def read_packages_json(
     return str(row["body"]) if row else "[]"
 
 
+async def first_pages_json(conn: Conn, *, limit: int, lists: int) -> list[Row]:
+    """`read_packages_json`'s first page for every specialist with active packages (at
+    most `lists` of them) and for no specialist (`specialist_id` None)."""
+    return await _q.all(conn, "package_first_pages_json", limit=limit, lists=lists)
+
+
 async def purchase_package(
     conn: Conn, package_id: str, payment_reference: str, user_id: str | None
 ) -> Row:

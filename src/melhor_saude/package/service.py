@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from melhor_saude import errors
 from melhor_saude.booking.schemas import BookingOut
 from melhor_saude.context import ANON, Ctx
-from melhor_saude.db import Row
+from melhor_saude.db import Row, transaction
 from melhor_saude.package import repository as repo
 from melhor_saude.package import schemas
 from melhor_saude.package.errors import PackageNotFound, PurchaseNotFound
@@ -60,6 +60,21 @@ async def get_package(ctx: Ctx, package_id: str) -> schemas.PackageOut:
     if row is None:
         raise PackageNotFound()
     return schemas.PackageOut(**row)
+
+
+# The public list's page size when the request does not say.
+PAGE = 50
+
+
+async def first_pages_json(
+    pool: AsyncConnectionPool, *, lists: int
+) -> list[tuple[str | None, bytes]]:
+    """What `list_packages_json` answers with no parameter but `specialist_id`, for every
+    specialist with active packages (at most `lists`), and with none at all (None):
+    read in one transaction as `anon`, to fill the public list cache."""
+    async with transaction(pool, ANON) as conn:
+        rows = await repo.first_pages_json(conn, limit=PAGE, lists=lists)
+    return [(row["specialist_id"], str(row["body"]).encode()) for row in rows]
 
 
 async def list_packages_json(
