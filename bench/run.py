@@ -321,6 +321,12 @@ def per_pgbench(
     }
 
 
+def cache_samples(base: str, n: int = 4) -> list[Any]:
+    """The public list cache's counts from `/ready`, asked `n` times (each answer is one
+    API process's: misses and fills tell why a run's p99 moved)."""
+    return [httpx.get(f"{base}/ready").json().get("public_cache") for _ in range(n)]
+
+
 def per_trivial(packages: dict[str, Any], trivial: dict[str, Any]) -> float:
     """The package list's throughput as a % of a trivial endpoint's (the framework alone)."""
     return round(100 * float(packages["per_second"]) / float(trivial["per_second"]), 1)
@@ -440,6 +446,7 @@ def main() -> None:
                             warmup_seconds=40,
                             probe=probe,
                         )
+                        packages["cache"] = cache_samples(base)
                         trivial = wrk_trivial(
                             base, "/health", clients=16, seconds=phase_seconds, probe=probe
                         )
@@ -540,7 +547,8 @@ def main() -> None:
                         f" {cancelled['statuses']}"
                         f" | packages {packages['per_second']}/s p50 {packages['median_ms']} ms"
                         f" p99 {packages['p99_ms']} ms ({entry['packages_pct_of_trivial']} % of"
-                        f" /health's {trivial['per_second']}/s, p99 {trivial['p99_ms']} ms)"
+                        f" /health's {trivial['per_second']}/s, p99 {trivial['p99_ms']} ms;"
+                        f" cache {packages.get('cache')})"
                         f" | note read p50 {notes.get('median_ms')} p99 {notes.get('p99_ms')} ms"
                         f" {notes.get('per_second')}/s | timeline p50 {timeline.get('median_ms')}"
                         f" p99 {timeline.get('p99_ms')} ms {timeline.get('per_second')}/s"

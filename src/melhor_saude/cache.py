@@ -23,7 +23,10 @@ With a `fill` (what every entry worth having is, read at once), the cache fills
 itself whenever it starts empty: once listening, and again after each notification
 emptied it (one fill at a time; a change during a fill makes the fill's answers
 stale, so another follows). Requests miss only until the fill is stored, instead of
-each missing key reaching the database on its own.
+each missing key reaching the database on its own. It also fills again every half
+`ttl`, before any filled entry turns stale: an entry the fill covers never ages out
+because nobody asked for it for a while (measured: a benchmark phase that came back
+to the list after ten quiet minutes found most of it dropped, and its p99 was 782 ms).
 """
 
 from __future__ import annotations
@@ -177,9 +180,15 @@ class NotifiedCache:
         self, fill: Fill, wanted: asyncio.Event, retry_seconds: float
     ) -> None:
         """One fill each time the cache was emptied while listening (a burst of
-        notifications: one fill after the burst, and another if one came during it)."""
+        notifications: one fill after the burst, and another if one came during it),
+        and one every half `ttl` in between."""
         while True:
-            await wanted.wait()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation
+            # that arrives as the event is set (`listen` ending sets it), and this loop
+            # would then wait out another half ttl.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.ttl / 2):
+                    await wanted.wait()
             wanted.clear()
             if not self.connected:
                 continue  # the next connection empties the cache, and asks again

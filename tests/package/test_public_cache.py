@@ -134,6 +134,24 @@ async def test_a_fill_that_raced_a_change_is_dropped_and_another_follows() -> No
     assert cache.get("k") == b"after"
 
 
+async def test_the_fill_comes_again_every_half_ttl_before_entries_age() -> None:
+    cache = NotifiedCache("c", ttl=0.2)
+    cache.connected = True
+    answers = iter([b"first", b"second", b"third"])
+
+    async def fill() -> list[tuple[str, bytes]]:
+        return [("k", next(answers))]
+
+    wanted = asyncio.Event()  # never set: no change, no clear
+    task = asyncio.create_task(cache._fill_when_emptied(fill, wanted, 0.01))
+    try:
+        await _until(lambda: cache.counts["fills"] >= 2)
+    finally:
+        task.cancel()
+    assert cache.get("k") == b"second"
+    assert cache.counts["clears"] == 0
+
+
 async def test_a_failed_fill_is_tried_again() -> None:
     cache = NotifiedCache("c")
     cache.connected = True
