@@ -4,16 +4,17 @@ tell the process about changes, emptied when it does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import cast
 
 import psycopg
 import pytest
 
 from melhor_saude.app import fill_public_reads
-from melhor_saude.cache import NotifiedCache, public_reads
+from melhor_saude.cache import Fill, NotifiedCache, public_reads
 from melhor_saude.db import DatabaseUrls
 from melhor_saude.package.service import PAGE, list_packages_json
 
@@ -110,68 +111,67 @@ def test_nothing_is_served_without_a_listener() -> None:
     assert cache.get("k") is None
 
 
-async def test_a_fill_that_raced_a_change_is_dropped_and_another_follows() -> None:
-    cache = NotifiedCache("c")
+@contextlib.asynccontextmanager
+async def _filling(cache: NotifiedCache, fill: Fill, *, asked: bool = True) -> AsyncIterator[None]:
+    """`cache`'s fill loop running as `listen` runs it (asked for a fill at once)."""
     cache.connected = True
-    calls = 0
-
-    async def fill() -> list[tuple[str, bytes]]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            cache.clear()  # a change committed while the first fill was reading
-            return [("k", b"before the change")]
-        return [("k", b"after")]
-
-    cache._fill_wanted = wanted = asyncio.Event()  # as `listen` makes it
+    cache._fill_wanted = wanted = asyncio.Event()
     task = asyncio.create_task(cache._fill_when_emptied(fill, wanted, 0.01))
-    try:
+    if asked:
         wanted.set()
-        await _until(lambda: cache.counts["fills"] == 1)
+    try:
+        yield
     finally:
         task.cancel()
-    assert calls == 2
+
+
+Answer = list[tuple[Hashable, bytes]]
+
+
+def _fills(*steps: Callable[[], Answer]) -> tuple[Fill, list[int]]:
+    """A fill answering `steps` in turn (the last one again and again), and its calls."""
+    calls: list[int] = []
+
+    async def fill() -> Answer:
+        calls.append(len(calls) + 1)
+        return steps[min(len(calls), len(steps)) - 1]()
+
+    return fill, calls
+
+
+async def test_a_fill_that_raced_a_change_is_dropped_and_another_follows() -> None:
+    cache = NotifiedCache("c")
+
+    def read_while_a_change_commits() -> Answer:
+        cache.clear()
+        return [("k", b"before the change")]
+
+    fill, calls = _fills(read_while_a_change_commits, lambda: [("k", b"after")])
+    async with _filling(cache, fill):
+        await _until(lambda: cache.counts["fills"] == 1)
+    assert len(calls) == 2
     assert cache.get("k") == b"after"
 
 
 async def test_the_fill_comes_again_every_half_ttl_before_entries_age() -> None:
     cache = NotifiedCache("c", ttl=0.2)
-    cache.connected = True
-    answers = iter([b"first", b"second", b"third"])
-
-    async def fill() -> list[tuple[str, bytes]]:
-        return [("k", next(answers))]
-
-    wanted = asyncio.Event()  # never set: no change, no clear
-    task = asyncio.create_task(cache._fill_when_emptied(fill, wanted, 0.01))
-    try:
+    fill, _ = _fills(lambda: [("k", b"first")], lambda: [("k", b"second")])
+    async with _filling(cache, fill, asked=False):  # no change, no clear: only time
         await _until(lambda: cache.counts["fills"] >= 2)
-    finally:
-        task.cancel()
     assert cache.get("k") == b"second"
     assert cache.counts["clears"] == 0
 
 
 async def test_a_failed_fill_is_tried_again() -> None:
     cache = NotifiedCache("c")
-    cache.connected = True
-    calls = 0
 
-    async def fill() -> list[tuple[str, bytes]]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise psycopg.OperationalError("the server restarted")
-        return [("k", b"v")]
+    def server_restarting() -> Answer:
+        raise psycopg.OperationalError("the server restarted")
 
-    wanted = asyncio.Event()
-    task = asyncio.create_task(cache._fill_when_emptied(fill, wanted, 0.01))
-    try:
-        wanted.set()
+    fill, calls = _fills(server_restarting, lambda: [("k", b"v")])
+    async with _filling(cache, fill):
         await _until(lambda: cache.get("k") == b"v")
-    finally:
-        task.cancel()
-    assert calls == 2
+    assert len(calls) == 2
 
 
 async def test_the_fill_answers_what_each_list_answers(client, factory, pool) -> None:
@@ -202,12 +202,10 @@ async def test_the_fill_answers_what_each_list_answers(client, factory, pool) ->
         assert held == read, specialist_id
 
 
-@pytest.fixture
-async def filling(database: DatabaseUrls, pool) -> AsyncIterator[NotifiedCache]:
-    """The process-wide cache, following notifications and filling itself."""
-    task = asyncio.create_task(
-        public_reads.listen(database.app, retry_seconds=0.05, fill=fill_public_reads(pool))
-    )
+@contextlib.asynccontextmanager
+async def _following(database: DatabaseUrls, fill: Fill | None) -> AsyncIterator[NotifiedCache]:
+    """The process-wide cache, following the test database's notifications."""
+    task = asyncio.create_task(public_reads.listen(database.app, retry_seconds=0.05, fill=fill))
     await _until(lambda: public_reads.connected)
     try:
         yield public_reads
@@ -215,6 +213,14 @@ async def filling(database: DatabaseUrls, pool) -> AsyncIterator[NotifiedCache]:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+    assert not public_reads.connected
+
+
+@pytest.fixture
+async def filling(database: DatabaseUrls, pool) -> AsyncIterator[NotifiedCache]:
+    """The process-wide cache, following notifications and filling itself."""
+    async with _following(database, fill_public_reads(pool)) as cache:
+        yield cache
 
 
 async def test_the_cache_fills_itself_when_listening_and_after_each_change(
@@ -240,16 +246,9 @@ async def test_the_cache_fills_itself_when_listening_and_after_each_change(
 
 @pytest.fixture
 async def listening(database: DatabaseUrls) -> AsyncIterator[NotifiedCache]:
-    """The process-wide cache, following the test database's notifications."""
-    task = asyncio.create_task(public_reads.listen(database.app, retry_seconds=0.05))
-    await _until(lambda: public_reads.connected)
-    try:
-        yield public_reads
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    assert not public_reads.connected
+    """The process-wide cache, following notifications (no fill)."""
+    async with _following(database, None) as cache:
+        yield cache
 
 
 async def test_a_change_empties_the_cache_of_the_list(client, factory, listening) -> None:

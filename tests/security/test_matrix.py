@@ -439,8 +439,8 @@ def test_the_api_roles_hold_no_write_privilege_on_any_table(world: World) -> Non
 EXPECTED_FUNCTIONS = {
     "anon": {
         "auth.client", "auth.jwt", "auth.role", "auth.uid", "public.api_instant",
-        "public.is_valid_timezone", "public.package_final_price", "public.package_saving",
-        "public.specialist_rate_on", "public.specialist_schedule",
+        "public.is_valid_timezone", "public.package_final_price", "public.package_offer_json",
+        "public.package_saving", "public.specialist_rate_on", "public.specialist_schedule",
     },
     "authenticated": {
         "auth.client", "auth.has_role", "auth.hr_company_ids", "auth.is_admin",
@@ -455,8 +455,9 @@ EXPECTED_FUNCTIONS = {
         "public.delete_availability_exception", "public.email_outbox_summary",
         "public.end_recurring_booking", "public.expired_recordings", "public.grant_role",
         "public.is_valid_timezone", "public.mark_notification_read", "public.my_session_credits",
-        "public.package_final_price", "public.package_purchase_balance",
-        "public.package_sales_report", "public.package_saving", "public.pause_recurring_booking",
+        "public.package_final_price", "public.package_offer_json",
+        "public.package_purchase_balance", "public.package_sales_report", "public.package_saving",
+        "public.pause_recurring_booking",
         "public.purchase_package", "public.read_session_note", "public.record_dispatch_run",
         "public.recording_link", "public.recording_to_delete", "public.recording_upload_allowed",
         "public.recordings_holding", "public.recurring_preview", "public.remove_member",
