@@ -56,3 +56,17 @@ async def test_demo_seed_is_idempotent_and_usable(client, settings, database):
     assert booked.status_code == 201, booked.text
     assert booked.json()["funding"] == "company_quota"
     assert booked.json()["price"] == "1500.00"
+    # Each demo specialist offers one package (seeded once, however often the seed runs),
+    # listed publicly with its price worked out by the database.
+    for specialist in demo:
+        offered = (
+            await client.get("/v1/packages", params={"specialist_id": specialist["id"]})
+        ).json()
+        assert [p["name"] for p in offered] == ["Pacote de 4 sessões"]
+    [package] = (await client.get("/v1/packages", params={"specialist_id": marta["id"]})).json()
+    assert (package["session_count"], package["price"], package["final_price"]) == (
+        4,
+        "6000.00",
+        "5400.00",
+    )
+    assert package["saving"] == "600.00"

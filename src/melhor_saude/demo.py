@@ -1,11 +1,16 @@
-"""Demo data so a newcomer can sign in, list slots and book right after `serve` starts."""
+"""Demo data so a newcomer can sign in, list slots and packages, and book right after
+`serve` starts."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from psycopg_pool import AsyncConnectionPool
+
 from melhor_saude.db import SERVICE, DatabaseUrls, Queries, make_pool, transaction
 from melhor_saude.identity.passwords import hash_password
+from melhor_saude.identity.tokens import caller_from_token, issue_access_token
+from melhor_saude.package import repository as packages
 from melhor_saude.settings import Settings
 
 DEMO_PASSWORD = "MelhorSaude2026!"  # noqa: S105 - published on purpose: demo accounts only
@@ -64,7 +69,7 @@ SESSION_TYPES = {
 
 async def seed_demo_data(settings: Settings, urls: DatabaseUrls) -> list[str]:
     """Create the demo company, people and specialists once; return the credentials."""
-    del settings
+    new_specialists: list[tuple[str, str, str, Decimal, str]] = []
     password_hash = hash_password(DEMO_PASSWORD)
     pool = make_pool(urls.app, min_size=1, max_size=1, name="demo")
     await pool.open(wait=True)
@@ -117,9 +122,12 @@ async def seed_demo_data(settings: Settings, urls: DatabaseUrls) -> list[str]:
                     languages=languages,
                     timezone=tz,
                 )
-                if created is not None:  # first run only: hours and rate
+                if created is not None:  # first run only: hours, rate and a package
                     await q.run(conn, "demo_hours", id=person)
                     await q.run(conn, "demo_rate", id=person, amount=amount, currency=currency)
+                    new_specialists.append((person, local, pillar, amount, currency))
+        for person, local, pillar, amount, currency in new_specialists:
+            await _offer_package(settings, pool, person, local, pillar, amount, currency)
     finally:
         await pool.close()
     people = ["admin", "rh", "ana", "bruno", "carla"] + [s[0] for s in SPECIALISTS]
@@ -128,3 +136,33 @@ async def seed_demo_data(settings: Settings, urls: DatabaseUrls) -> list[str]:
         *(f"  {local}@{DOMAIN}" for local in people),
         "Sign in: POST /v1/auth/login {email, password}; API docs at /docs",
     ]
+
+
+async def _offer_package(
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    specialist: str,
+    local: str,
+    pillar: str,
+    rate: Decimal,
+    currency: str,
+) -> None:
+    """A four-session package at 10 % off, offered by the specialist themselves through
+    the same database function as `POST /v1/packages`."""
+    token, _ = issue_access_token(
+        settings, user_id=specialist, email=f"{local}@{DOMAIN}", app_roles=["specialist"]
+    )
+    async with transaction(pool, caller_from_token(settings, token)) as conn:
+        await packages.create_package(
+            conn,
+            specialist_id=specialist,
+            name="Pacote de 4 sessões",
+            description="Quatro sessões com 10 % de desconto, válidas por 90 dias.",
+            session_count=4,
+            price=rate * 4,
+            currency=currency,
+            discount=Decimal("10"),
+            valid_for_days=90,
+            pillar=pillar,
+            session_type_id=None,
+        )
