@@ -36,7 +36,8 @@ UPLOAD_ROUTE = ("POST", re.compile(r"/v1/bookings/[^/]+/recordings"))
 
 # Routes whose answer is the same for every caller, with the query parameters they
 # take: kept in memory by `PublicCacheMiddleware` until the database notifies a change.
-PUBLIC_ROUTES = {"/v1/packages": frozenset({"specialist_id", "pillar", "limit", "offset"})}
+PACKAGE_LIST = "/v1/packages"
+PUBLIC_ROUTES = {PACKAGE_LIST: frozenset({"specialist_id", "pillar", "limit", "offset"})}
 
 
 def fill_public_reads(pool: AsyncConnectionPool) -> Fill:
@@ -46,7 +47,7 @@ def fill_public_reads(pool: AsyncConnectionPool) -> Fill:
     async def fill() -> list[tuple[Hashable, bytes]]:
         pages = await first_pages_json(pool, lists=public_reads.max_entries - 1)
         return [
-            (public_key("/v1/packages", [("specialist_id", who)] if who else []), body)
+            (public_key(PACKAGE_LIST, [("specialist_id", who)] if who else []), body)
             for who, body in pages
         ]
 

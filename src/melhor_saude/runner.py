@@ -35,8 +35,8 @@ async def run_worker(
     settings: Settings,
     urls: DatabaseUrls,
     *,
+    stop: asyncio.Event,
     concurrency: int = 4,
-    stop: asyncio.Event | None = None,
     state: jobs.WorkerState | None = None,
 ) -> None:
     """Run procrastinate's worker and the email delivery loops until cancelled or `stop`.
@@ -47,8 +47,6 @@ async def run_worker(
     ends the worker with that error, so the process exits non-zero and its
     supervisor restarts it.
     """
-    if stop is None:
-        stop = asyncio.Event()
     state = state or jobs.WorkerState()
     pool = make_pool(
         urls.app, min_size=1, max_size=2 * max(1, concurrency), name="jobs", check=True
