@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from melhor_saude import jobs
@@ -81,3 +82,48 @@ def test_tasks_are_registered_once_under_stable_names() -> None:
     periodic = {p.task.name for p in jobs.app.periodic_registry.periodic_tasks.values()}
     assert {"ms:refresh_exception_future_index", "ms:purge_rate_limits",
             "ms:package_expiry"} <= periodic  # fmt: skip
+
+
+async def test_a_job_left_doing_by_a_dead_worker_is_queued_again_and_run(
+    own_database: DatabaseUrls, settings: Settings
+) -> None:
+    """A worker killed (or cut off from its database for good) mid-job leaves the job
+    `doing` under a heartbeat that stopped: `ms:retry_stalled_jobs` queues it again and
+    a live worker runs it to the end."""
+    with jobs.app.replace_connector(jobs.connector_for(own_database.app)) as app:
+        async with app.open_async():
+            job_id = await app.configure_task("ms:refresh_exception_future_index").defer_async(
+                timestamp=0
+            )
+            with psycopg.connect(own_database.admin, autocommit=True) as conn:
+                dead = conn.execute(
+                    "INSERT INTO procrastinate_workers (last_heartbeat)"
+                    " VALUES (now() - interval '10 minutes') RETURNING id"
+                ).fetchone()
+                assert dead is not None
+                conn.execute(
+                    "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s,"
+                    " attempts = 1 WHERE id = %s",
+                    (dead[0], job_id),
+                )
+            assert await jobs.retry_stalled_jobs(0) == 1
+    assert _job_status(own_database, job_id) == "todo"
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, own_database, concurrency=1, stop=stop))
+    try:
+        for _ in range(200):
+            if _job_status(own_database, job_id) == "succeeded":
+                break
+            await asyncio.sleep(0.05)
+        assert _job_status(own_database, job_id) == "succeeded"
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, timeout=15)
+
+
+def _job_status(database: DatabaseUrls, job_id: int) -> str | None:
+    with psycopg.connect(database.admin) as conn:
+        row = conn.execute(
+            "SELECT status::text FROM procrastinate_jobs WHERE id = %s", (job_id,)
+        ).fetchone()
+    return row[0] if row else None
