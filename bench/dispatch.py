@@ -96,7 +96,8 @@ async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
     settings = Settings(_env_file=None, jwt_secret=SECRET)
     pool = make_pool(app_url, min_size=parallel, max_size=parallel, name="dispatch")
     await pool.open(wait=True)
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    peak_before = before.ru_maxrss
     try:
         started = time.perf_counter()
         summaries = await asyncio.gather(
@@ -105,7 +106,9 @@ async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
         seconds = time.perf_counter() - started
     finally:
         await pool.close()
-    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    peak_after = after.ru_maxrss
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     occurrences = sum(s.occurrences for s in summaries)
     result = {
         "parallel": parallel,
@@ -118,6 +121,7 @@ async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
         "failed": sum(s.failed for s in summaries),
         "series": sum(s.series for s in summaries),
         "occurrences_per_second": round(occurrences / seconds, 1),
+        "process_cpu_seconds": round(cpu, 1),
         "peak_rss_mb_before": round(peak_before / 1024, 1),
         "peak_rss_mb_after": round(peak_after / 1024, 1),
     }
@@ -125,7 +129,8 @@ async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
         f"  dispatch x{parallel}: {occurrences} occurrences in {seconds:.1f} s"
         f" = {result['occurrences_per_second']}/s ({result['created']} booked,"
         f" {result['skipped']} skipped {result['skip_reasons']}, {result['failed']} failed);"
-        f" peak RSS {result['peak_rss_mb_before']} -> {result['peak_rss_mb_after']} MB",
+        f" peak RSS {result['peak_rss_mb_before']} -> {result['peak_rss_mb_after']} MB;"
+        f" CPU of this process {result['process_cpu_seconds']} s",
         flush=True,
     )
     return result
@@ -137,7 +142,14 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=1_000_000)
     parser.add_argument("--due", type=int, default=100_000)
     parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=dispatcher.BATCH_SERIES,
+        help="series per transaction (the dispatcher's BATCH_SERIES)",
+    )
     args = parser.parse_args()
+    dispatcher.BATCH_SERIES = args.batch
     server = server_url()
     name = args.reuse or f"ms_bench_{uuid.uuid4().hex[:8]}"
     owner = with_database(server, name) if args.reuse else create_db(server, name)
@@ -147,6 +159,7 @@ def main() -> None:
         generate(owner, 1.0)
     report: dict[str, object] = {
         "started_at": datetime.now(UTC).isoformat(),
+        "batch_series": args.batch,
         "database": name,
         "cpus": os.cpu_count(),
     }

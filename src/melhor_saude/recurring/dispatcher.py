@@ -4,16 +4,19 @@ A run works in batches of series, each in one transaction: claim the due series
 (`claim_due_series()`: `FOR UPDATE SKIP LOCKED`, so several runs or workers share the
 work and never the same series), compute their dates with the calendar, and hand the
 whole batch to `dispatch_recurring()`, which writes each occurrence's unique row and
-books it through `book_session()` (the one booking path, with every check of a
-manual booking) or records why not. A run killed mid-batch loses only that batch's
-uncommitted work; the next run does it again. Batches stay small (40 series, a
-handful of occurrences each) so a transaction never holds more subtransactions than
-PostgreSQL keeps in memory (64), nor a company's credit counter for long.
+books the batch in bulk: every check of a manual booking run once for the whole batch
+as a set, one multi-row insert of its bookings (migration 0028). Occurrences that
+cannot be booked are recorded with the reason (and the client told). A batch whose
+occurrences clash, or that the bulk path fails on, is booked one by one through
+`book_session()`, the manual booking's own function, with the same outcomes. A run
+killed mid-batch loses only that batch's uncommitted work; the next run does it again.
 
-Several runs at once are safe (each occurrence once) but not faster: bookings of one
-company take turns on its credit counter, which a batch holds until it commits. A
-batch that meets another writer's locks in the opposite order (a deadlock) is rolled
-back by PostgreSQL and claimed again.
+A batch holds its specialists' calendars and its companies' credit counters until it
+commits, so batches stay moderate (`BATCH_SERIES`: a few hundred occurrences, tens of
+milliseconds of locks). Several runs at once are safe (each occurrence once) but not
+much faster: batches with a company in common take turns on its counter. A batch that
+meets another writer's locks in the opposite order (a deadlock) is rolled back by
+PostgreSQL and claimed again.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from melhor_saude.recurring import calendar
 from melhor_saude.recurring import repository as repo
 from melhor_saude.settings import Settings
 
-BATCH_SERIES = 40
+BATCH_SERIES = 500
 
 log = logging.getLogger(__name__)
 
