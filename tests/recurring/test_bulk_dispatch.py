@@ -1,14 +1,15 @@
 """The dispatcher's bulk path against its one-by-one path (book_session() per occurrence,
 the manual booking's own function): on the same occurrences, the same outcomes, the same
-bookings, credit reservations, emails and notifications. And what only the bulk path
-decides: who gets the last credit within a batch, and what happens when it fails."""
+bookings, credit reservations, emails and notifications. And the batches the bulk path
+hands to the one-by-one path: those whose occurrences clash, and those it fails on."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -21,14 +22,15 @@ from ..factories import Factory, Person
 from ..helpers import book, insert_booking
 
 DATES = (1, 8, 15)
+LISBON = "Europe/Lisbon"
 
 
 def _day(days: int) -> date:
     return datetime.now(UTC).date() + timedelta(days=days)
 
 
-def at(days: int, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(_day(days), datetime.min.time(), UTC).replace(hour=hour, minute=minute)
+def _at(days: int, hour: int, minute: int = 0, zone: str = "UTC") -> datetime:
+    return datetime.combine(_day(days), time(hour, minute), ZoneInfo(zone))
 
 
 def _series(
@@ -139,9 +141,7 @@ def _admin(database: DatabaseUrls) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-async def _purchase(
-    client: httpx.AsyncClient, factory: Factory, user: Person, specialist: Person, days: int
-) -> str:
+async def _purchase(client: httpx.AsyncClient, user: Person, specialist: Person, days: int) -> str:
     body = {"name": "Pacote", "session_count": 4, "price": "400", "valid_for_days": days}
     r = await client.post("/v1/packages", json=body, headers=specialist.headers)
     assert r.status_code == 201, r.text
@@ -161,7 +161,7 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
     small_pool = await factory.company(session_pool=2)
     closed = await factory.company()
     lisbon = await factory.specialist(
-        timezone="Europe/Lisbon", duration=50, buffer=10,
+        timezone=LISBON, duration=50, buffer=10,
         hours=[(d, "09:00", "17:00") for d in range(1, 8)],
     )  # fmt: skip
     on_vacation = await factory.specialist()
@@ -177,14 +177,14 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
         self_payer = await factory.person("user")
         gone = await employee()
         buyer = await factory.person("user")
-        purchase = await _purchase(client, factory, buyer, packaged, days=10)
+        purchase = await _purchase(client, buyer, packaged, days=10)
         series = [
             # 0: all booked; 1: the third has no credits left
             _series(admin, await employee(), plain),
             _series(admin, await employee(allocation=2), plain, local_time="12:00"),
             # 2: on the grid of 50 + 10 minutes from 09:00, day 8's buffer taken; 3: off it
-            _series(admin, await employee(), lisbon, timezone="Europe/Lisbon", minutes=50),
-            _series(admin, await employee(), lisbon, timezone="Europe/Lisbon", minutes=50,
+            _series(admin, await employee(), lisbon, timezone=LISBON, minutes=50),
+            _series(admin, await employee(), lisbon, timezone=LISBON, minutes=50,
                     local_time="12:30"),
             # 4: day 8 on vacation; 5: day 15 taken; 6: a company pool of 2
             _series(admin, await employee(), on_vacation),
@@ -207,9 +207,9 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
         )
         assert r.status_code == 201, r.text
         other = await factory.person("user")
-        assert (await book(client, other, busy, at(15, 10))).status_code == 201
+        assert (await book(client, other, busy, _at(15, 10))).status_code == 201
         async with transaction(pool, SERVICE) as conn:  # in the buffer after day 8's 10:00
-            await insert_booking(conn, other.id, lisbon.id, at(8, 10, 55))
+            await insert_booking(conn, other.id, lisbon.id, _at(8, 10, 55, LISBON))
         admin.execute("UPDATE companies SET is_active = false WHERE id = %s", (closed,))
         admin.execute("UPDATE specialists SET is_active = false WHERE id = %s", (leaving.id,))
         admin.execute("UPDATE users SET is_active = false WHERE id = %s", (gone.id,))
