@@ -5,6 +5,7 @@ hands to the one-by-one path: those whose occurrences clash, and those it fails 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import SERVICE
 from melhor_saude.db import DatabaseUrls, transaction
+from melhor_saude.recurring import dispatcher
 
 from ..factories import Factory, Person
 from ..helpers import book, insert_booking
@@ -308,3 +310,41 @@ async def test_a_batch_the_bulk_path_fails_on_is_done_one_by_one(
     ]
     single.pop("notices")
     assert bulk == single
+
+
+async def test_a_client_booking_the_hour_the_dispatcher_is_booking(
+    client, factory: Factory, pool, settings, database: DatabaseUrls
+):
+    """The dispatcher's batch and a client's booking of the same hour at once, five times:
+    one of the two has the hour, the other is told SLOT_TAKEN; never both, never a 500
+    or a deadlock."""
+    for _ in range(5):
+        company = await factory.company()
+        owner, rival = [await factory.person("user", company_id=company, allocation=5)
+                        for _ in range(2)]  # fmt: skip
+        specialist = await factory.specialist()
+        with _admin(database) as admin:
+            series = _series(admin, owner, specialist)
+        _, r = await asyncio.gather(
+            dispatcher.dispatch(pool, settings), book(client, rival, specialist, _at(1, 10))
+        )
+        async with transaction(pool, SERVICE) as conn:
+            [occurrence] = await (
+                await conn.execute(
+                    "SELECT outcome, reason FROM recurring_occurrences WHERE series_id = %s",
+                    (series,),
+                )
+            ).fetchall()
+            [holders] = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM bookings WHERE specialist_id = %s"
+                    " AND status IN ('pending', 'confirmed')",
+                    (specialist.id,),
+                )
+            ).fetchall()
+        assert holders["n"] == 1
+        if r.status_code == 201:
+            assert (occurrence["outcome"], occurrence["reason"]) == ("skipped", "SLOT_TAKEN")
+        else:
+            assert (r.status_code, r.json()["code"]) == (409, "SLOT_TAKEN")
+            assert occurrence["outcome"] == "booked"
