@@ -180,6 +180,14 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
         gone = await employee()
         buyer = await factory.person("user")
         purchase = await _purchase(client, buyer, packaged, days=10)
+        # Of four sessions, two already booked; another purchase revoked.
+        frugal, spender = await factory.person("user"), await factory.person("user")
+        half_used = await _purchase(client, frugal, packaged, days=60)
+        for day in (20, 21):
+            r = await book(client, frugal, packaged, _at(day, 9), package_purchase_id=half_used)
+            assert r.status_code == 201, r.text
+        revoked = await _purchase(client, spender, packaged, days=60)
+        admin.execute("UPDATE package_purchases SET status = 'revoked' WHERE id = %s", (revoked,))
         series = [
             # 0: all booked; 1: the third has no credits left
             _series(admin, await employee(), plain),
@@ -201,6 +209,11 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
             # 11: a package that expires before day 15; 12: paused
             _series(admin, buyer, packaged, funding="package", purchase=purchase),
             _series(admin, await employee(), plain, local_time="20:00", paused=True),
+            # 13: two package sessions left; 14: a revoked purchase
+            _series(admin, frugal, packaged, local_time="12:00", funding="package",
+                    purchase=half_used),
+            _series(admin, spender, packaged, local_time="14:00", funding="package",
+                    purchase=revoked),
         ]  # fmt: skip
         r = await client.post(
             f"/v1/specialists/{on_vacation.id}/exceptions",
@@ -246,8 +259,12 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
         ("booked", None), ("booked", None), ("skipped", "PACKAGE_EXPIRED")
     ]  # fmt: skip
     assert reasons[(series[12], _day(1))] == ("skipped", "PAUSED")
+    assert [reasons[(series[13], _day(d))] for d in DATES] == [
+        ("booked", None), ("booked", None), ("skipped", "NO_CREDITS_LEFT")
+    ]  # fmt: skip
+    assert reasons[(series[14], _day(1))] == ("skipped", "PACKAGE_NOT_APPLICABLE")
     booked = sum(1 for *_, o, _ in bulk["outcomes"] if o == "booked")
-    assert len(bulk["bookings"]) == len(bulk["history"]) == booked == 18
+    assert len(bulk["bookings"]) == len(bulk["history"]) == booked == 20
     assert len(bulk["ledger"]) == booked - 3  # the self-paid sessions reserve nothing
     skipped = sum(1 for *_, o, why in bulk["outcomes"] if o == "skipped" and why != "PAUSED")
     assert len(bulk["notifications"]) == skipped
