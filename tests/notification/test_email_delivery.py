@@ -55,6 +55,17 @@ def _make_due(database: DatabaseUrls, email_id: str) -> None:
         )
 
 
+async def _until_gone(admin_url: str, backend: int) -> None:
+    """Wait until the server process `backend` has ended (its locks with it)."""
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
+        for _ in range(200):
+            cur = await conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,))
+            if not await cur.fetchall():
+                return
+            await asyncio.sleep(0.025)
+    raise AssertionError(f"server process {backend} still running after 5 s")
+
+
 def _address() -> str:
     return f"joana-{datetime.now(UTC).timestamp():.6f}@example.org"
 
@@ -253,6 +264,7 @@ async def test_an_email_held_by_a_worker_that_dies_is_delivered_by_another(
     # A worker claims the email (same lock a delivery takes), then hangs.
     dying = await psycopg.AsyncConnection.connect(worker_database.admin)
     await dying.execute("SELECT 1 FROM email_outbox WHERE id = %s FOR UPDATE", (email_id,))
+    backend = (await (await dying.execute("SELECT pg_backend_pid()")).fetchall())[0][0]
 
     # Meanwhile others skip it rather than send it a second time or wait for it.
     outcomes = await asyncio.wait_for(deliver_due(worker_pool, smtp_settings(settings, port)), 10)
@@ -260,8 +272,10 @@ async def test_an_email_held_by_a_worker_that_dies_is_delivered_by_another(
     assert (await _row(worker_pool, email_id))["attempts"] == 0
     assert outcomes.count("sent") == len(inbox.messages) - len(inbox.to(to))
 
-    # It dies without committing: its lock goes with its connection.
+    # It dies without committing: its lock goes with its connection, once the server
+    # has noticed (closing the socket does not wait for that).
     await dying.close()
+    await _until_gone(worker_database.admin, backend)
     await deliver(worker_pool, smtp_settings(settings, port))
 
     assert len(inbox.to(to)) == 1
