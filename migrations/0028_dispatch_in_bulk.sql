@@ -482,17 +482,17 @@ BEGIN
     SELECT w.ord, r.id, o.id, w.day, r.user_id, r.specialist_id, w.starts_at,
            w.starts_at + make_interval(mins => r.duration_minutes), r.duration_minutes,
            r.session_type_id, r.pillar, r.mode, r.funding, r.package_purchase_id,
-           CASE WHEN w.starts_at <= now() THEN 'missed'
-                WHEN r.paused_at IS NOT NULL
-                     AND (r.paused_until IS NULL OR w.day <= r.paused_until) THEN 'skipped'
-           END,
-           CASE WHEN w.starts_at <= now() THEN 'TIME_PASSED'
-                WHEN r.paused_at IS NOT NULL
-                     AND (r.paused_until IS NULL OR w.day <= r.paused_until) THEN 'PAUSED'
-           END
+           CASE early.reason WHEN 'TIME_PASSED' THEN 'missed' WHEN 'PAUSED' THEN 'skipped' END,
+           early.reason
     FROM written o
     JOIN wanted w ON w.series_id = o.series_id AND w.day = o.occurrence_date
-    JOIN public.recurring_bookings r ON r.id = o.series_id;
+    JOIN public.recurring_bookings r ON r.id = o.series_id
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN w.starts_at <= now() THEN 'TIME_PASSED'
+                    WHEN r.paused_at IS NOT NULL
+                         AND (r.paused_until IS NULL OR w.day <= r.paused_until) THEN 'PAUSED'
+               END
+    ) AS early (reason);
     -- With its statistics, the checks' joins over it are hash joins, not nested loops
     -- over a table planned as two rows.
     ANALYZE pg_temp.recurring_dispatch;

@@ -21,7 +21,7 @@ from melhor_saude.db import DatabaseUrls, transaction
 from melhor_saude.recurring import dispatcher
 
 from ..factories import Factory, Person
-from ..helpers import book, insert_booking
+from ..helpers import book, insert_booking, slot
 
 DATES = (1, 8, 15)
 LISBON = "Europe/Lisbon"
@@ -31,8 +31,8 @@ def _day(days: int) -> date:
     return datetime.now(UTC).date() + timedelta(days=days)
 
 
-def _at(days: int, hour: int, minute: int = 0, zone: str = "UTC") -> datetime:
-    return datetime.combine(_day(days), time(hour, minute), ZoneInfo(zone))
+def _lisbon(days: int, hour: int, minute: int) -> datetime:
+    return datetime.combine(_day(days), time(hour, minute), ZoneInfo(LISBON))
 
 
 def _series(
@@ -184,7 +184,7 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
         frugal, spender = await factory.person("user"), await factory.person("user")
         half_used = await _purchase(client, frugal, packaged, days=60)
         for day in (20, 21):
-            r = await book(client, frugal, packaged, _at(day, 9), package_purchase_id=half_used)
+            r = await book(client, frugal, packaged, slot(day, 9), package_purchase_id=half_used)
             assert r.status_code == 201, r.text
         revoked = await _purchase(client, spender, packaged, days=60)
         admin.execute("UPDATE package_purchases SET status = 'revoked' WHERE id = %s", (revoked,))
@@ -222,9 +222,9 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
         )
         assert r.status_code == 201, r.text
         other = await factory.person("user")
-        assert (await book(client, other, busy, _at(15, 10))).status_code == 201
+        assert (await book(client, other, busy, slot(15, 10))).status_code == 201
         async with transaction(pool, SERVICE) as conn:  # in the buffer after day 8's 10:00
-            await insert_booking(conn, other.id, lisbon.id, _at(8, 10, 55, LISBON))
+            await insert_booking(conn, other.id, lisbon.id, _lisbon(8, 10, 55))
         admin.execute("UPDATE companies SET is_active = false WHERE id = %s", (closed,))
         admin.execute("UPDATE specialists SET is_active = false WHERE id = %s", (leaving.id,))
         admin.execute("UPDATE users SET is_active = false WHERE id = %s", (gone.id,))
@@ -343,7 +343,7 @@ async def test_a_client_booking_the_hour_the_dispatcher_is_booking(
         with _admin(database) as admin:
             series = _series(admin, owner, specialist)
         _, r = await asyncio.gather(
-            dispatcher.dispatch(pool, settings), book(client, rival, specialist, _at(1, 10))
+            dispatcher.dispatch(pool, settings), book(client, rival, specialist, slot(1, 10))
         )
         async with transaction(pool, SERVICE) as conn:
             [occurrence] = await (
