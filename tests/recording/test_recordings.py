@@ -253,6 +253,13 @@ async def test_who_may_upload_see_and_delete(api, factory, pool):
         ):
             refusal = await sql_refusal(pool, who.caller, sql, {"b": bid, "r": recording["id"]})
             assert isinstance(refusal, InsufficientPrivilege), (sql, refusal)
+    for who in (user, specialist, hr):  # marking deleted is for admins and the service
+        for sql in (
+            "SELECT tombstone_recordings(ARRAY[%(r)s]::uuid[], 'x')",
+            "SELECT tombstone_recording(%(r)s, 'x')",
+        ):
+            refusal = await sql_refusal(pool, who.caller, sql, {"r": recording["id"]})
+            assert isinstance(refusal, InsufficientPrivilege), (sql, refusal)
     assert (
         await api.delete(f"/v1/recordings/{recording['id']}", headers=specialist.headers)
     ).status_code == 403
@@ -308,6 +315,47 @@ async def test_expiry_survives_a_crash_between_object_and_row(
             (recording["id"],),
         ).fetchone()
     assert row == (True,)
+
+
+async def test_expiry_marks_a_batch_in_one_statement(api, factory, pool, database, monkeypatch):
+    _, _, bid = await _session(api, factory)
+    admin = await factory.person("admin")
+    ids = [(await _upload(api, admin, bid, _video(100_000))).json()["id"] for _ in range(3)]
+    kept = (await _upload(api, admin, bid, _video(100_000))).json()["id"]
+    with psycopg.connect(database.admin) as conn:
+        conn.execute(
+            "UPDATE meeting_recordings SET created_at = now() - interval '91 days',"
+            " expires_at = now() - interval '1 day' WHERE id = ANY (%s::uuid[])",
+            (ids,),
+        )
+    storage = await _storage(api)
+    batches: list[list[str]] = []
+    real = recording_repo.tombstone
+
+    async def counted(conn: Any, recording_ids: list[str], why: str) -> int:
+        batches.append(sorted(recording_ids))
+        return await real(conn, recording_ids, why)
+
+    monkeypatch.setattr(recording_repo, "tombstone", counted)
+    assert (await service.expire(pool, storage, datetime.now(UTC))).expired == 3
+    assert batches == [sorted(ids)]
+    assert (await service.expire(pool, storage, datetime.now(UTC))).expired == 0
+    keys = await _keys(api)
+    assert not [k for k in keys if any(i in k for i in ids)]
+    assert [k for k in keys if kept in k]
+    with psycopg.connect(database.admin) as conn:
+        marked = conn.execute(
+            "SELECT count(*) FROM meeting_recordings WHERE id = ANY (%s::uuid[])"
+            " AND deleted_at IS NOT NULL",
+            (ids,),
+        ).fetchone()
+        audited = conn.execute(
+            "SELECT count(*) FROM audit_logs WHERE action = 'recording.deleted'"
+            " AND entity_id = ANY (%s) AND details ->> 'why' = 'expired'",
+            (ids,),
+        ).fetchone()
+    assert marked == (3,)
+    assert audited == (3,)  # one entry per recording
 
 
 async def test_the_sweep_removes_old_objects_no_row_holds(api, factory, pool):

@@ -469,8 +469,8 @@ EXPECTED_FUNCTIONS = {
         "public.sign_session_note", "public.skip_recurring_occurrence",
         "public.specialist_busy_ranges", "public.specialist_exception_private",
         "public.specialist_rate_on", "public.specialist_schedule", "public.tombstone_recording",
-        "public.update_company", "public.update_my_profile", "public.update_package",
-        "public.update_specialist_profile", "public.write_session_note",
+        "public.tombstone_recordings", "public.update_company", "public.update_my_profile",
+        "public.update_package", "public.update_specialist_profile", "public.write_session_note",
     },
 }  # fmt: skip
 

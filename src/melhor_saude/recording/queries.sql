@@ -26,7 +26,8 @@ SELECT recording_link(%(id)s, %(expires)s) AS path;
 SELECT recording_to_delete(%(id)s) AS path;
 
 -- tombstone --
-SELECT tombstone_recording(%(id)s, %(why)s) AS done;
+-- Marks the given recordings deleted (those not marked already); how many it marked.
+SELECT tombstone_recordings(%(ids)s::uuid[], %(why)s) AS marked;
 
 -- expired --
 SELECT id, storage_path FROM expired_recordings(%(limit)s);

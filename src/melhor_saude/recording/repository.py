@@ -59,8 +59,8 @@ async def to_delete(conn: Conn, recording_id: str) -> str:
     return str((await _q.required(conn, "to_delete", id=recording_id))["path"])
 
 
-async def tombstone(conn: Conn, recording_id: str, why: str) -> bool:
-    return bool((await _q.required(conn, "tombstone", id=recording_id, why=why))["done"])
+async def tombstone(conn: Conn, recording_ids: list[str], why: str) -> int:
+    return int((await _q.required(conn, "tombstone", ids=recording_ids, why=why))["marked"])
 
 
 async def expired(conn: Conn, limit: int) -> list[Row]:

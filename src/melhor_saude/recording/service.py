@@ -142,7 +142,7 @@ async def delete(
         path = await repo.to_delete(conn, recording_id)
     await storage.delete(path)
     async with transaction(pool, caller) as conn:
-        await repo.tombstone(conn, recording_id, "deleted by an administrator")
+        await repo.tombstone(conn, [recording_id], "deleted by an administrator")
 
 
 async def is_stored(pool: AsyncConnectionPool, path: str) -> bool:
@@ -158,8 +158,9 @@ class ExpirySummary:
 
 
 async def expire(pool: AsyncConnectionPool, storage: BlobStorage, now: datetime) -> ExpirySummary:
-    """Delete recordings past their expiry (object first, then the tombstone), then
-    sweep objects no stored recording holds and older than `ORPHAN_GRACE`."""
+    """Delete recordings past their expiry, `EXPIRY_BATCH` at a time (the batch's
+    objects first, then its tombstones in one statement), then sweep objects no
+    stored recording holds and older than `ORPHAN_GRACE`."""
     summary = ExpirySummary()
     while True:
         async with transaction(pool, SERVICE) as conn:
@@ -168,9 +169,8 @@ async def expire(pool: AsyncConnectionPool, storage: BlobStorage, now: datetime)
             break
         for row in due:
             await storage.delete(str(row["storage_path"]))
-            async with transaction(pool, SERVICE) as conn:
-                await repo.tombstone(conn, str(row["id"]), "expired")
-            summary.expired += 1
+        async with transaction(pool, SERVICE) as conn:
+            summary.expired += await repo.tombstone(conn, [str(r["id"]) for r in due], "expired")
     batch: list[str] = []
     async for key in storage.keys():
         batch.append(key)
