@@ -267,6 +267,13 @@ async def test_a_killed_sender_is_retried_and_an_email_that_kills_senders_dead_l
     async def poison_arrived(times: int) -> None:
         await _until(lambda: inbox.arrivals.count(poison) >= times, f"attempt {times}")
 
+    async def recorded(address: str, status: str) -> None:
+        async def reached() -> bool:
+            row = (await _statuses(service_pool, [ids[address]]))[ids[address]]
+            return bool(row["status"] == status)
+
+        await _until(reached, f"{address} to be recorded {status}")
+
     for round_ in range(1, 4):
         worker = Process(["worker", "--concurrency", "3"], env, tmp_path / f"worker{round_}.log")
         workers.append(worker)
@@ -274,28 +281,17 @@ async def test_a_killed_sender_is_retried_and_an_email_that_kills_senders_dead_l
         await poison_arrived(round_)
         if round_ == 1:
             await _until(lambda: lost_answer in inbox.arrivals, "the lost-answer email")
-
-            async def plain_sent() -> bool:
-                row = (await _statuses(service_pool, [ids[plain]]))[ids[plain]]
-                return bool(row["status"] == "sent")
-
-            await _until(plain_sent, "the plain email")
+            await recorded(plain, "sent")
+        if round_ == 2:
+            # The email whose answer was lost is sent again by the next worker. Killed
+            # before it records that, this worker would count the email's second
+            # unfinished attempt, and the third worker its third: dead-lettered too.
+            await recorded(lost_answer, "sent")
         worker.kill()  # SIGKILL mid-send: no goodbye, no rollback of the counted attempt
     # The next worker gives the poison email up without sending it a fourth time.
     last = Process(["worker", "--concurrency", "3"], env, tmp_path / "worker4.log")
     try:
-
-        async def poison_dead() -> bool:
-            row = (await _statuses(service_pool, [ids[poison]]))[ids[poison]]
-            return bool(row["status"] == "dead")
-
-        await _until(poison_dead, "the poison email to be dead-lettered")
-
-        async def lost_answer_sent() -> bool:
-            row = (await _statuses(service_pool, [ids[lost_answer]]))[ids[lost_answer]]
-            return bool(row["status"] == "sent")
-
-        await _until(lost_answer_sent, "the lost answer's resend to be recorded")
+        await recorded(poison, "dead")
     finally:
         last.stop()
         for worker in workers:
@@ -304,11 +300,10 @@ async def test_a_killed_sender_is_retried_and_an_email_that_kills_senders_dead_l
     assert row["unfinished_attempts"] == 3
     assert "stopped" in row["last_error"]
     assert inbox.arrivals.count(poison) == 3
-    # At-least-once: the email whose answer was lost arrived again (twice, or more if a
-    # later worker was killed while resending it), always with its one Message-ID; the
-    # others exactly once.
+    # At-least-once: the email whose answer was lost arrived again, with its one
+    # Message-ID; the others exactly once.
     copies = inbox.ids(lost_answer)
-    assert len(copies) >= 2
+    assert len(copies) == 2
     assert set(copies) == {f"<{ids[lost_answer]}@melhor-saude>"}
     assert inbox.ids(plain) == [f"<{ids[plain]}@melhor-saude>"]
     assert inbox.ids(poison) == []
