@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.errors import InsufficientPrivilege
 
-from melhor_saude.db import DatabaseUrls
+from melhor_saude.db import DatabaseUrls, transaction
 from melhor_saude.note.schemas import NoteOut
 
 from ..factories import Factory, Person
@@ -199,7 +199,7 @@ async def test_only_the_sessions_specialist_writes_and_not_on_a_cancelled_sessio
     assert (r.status_code, r.json()["code"]) == (409, "BOOKING_CANCELLED")
 
 
-async def test_the_continuity_of_care_timeline(client, factory):
+async def test_the_continuity_of_care_timeline(client, factory, pool):
     company = await factory.company()
     user = await factory.person("user", company_id=company, allocation=9)
     specialist, other = await factory.specialist(), await factory.specialist()
@@ -211,8 +211,25 @@ async def test_the_continuity_of_care_timeline(client, factory):
     await _write(client, other, theirs, notes="De outro especialista")
     timeline = await client.get(f"/v1/clients/{user.id}/notes", headers=specialist.headers)
     assert [n["id"] for n in timeline.json()] == list(reversed(mine))
+    page = await client.get(
+        f"/v1/clients/{user.id}/notes", params={"limit": 2, "offset": 1}, headers=specialist.headers
+    )
+    assert page.json() == timeline.json()[1:3]
+    # SQL clients get the same notes, one `jsonb` row each, newest first.
+    async with transaction(pool, specialist.caller) as conn:
+        rows = await (
+            await conn.execute("SELECT n FROM client_session_notes(%s, 50, 0) AS n", (user.id,))
+        ).fetchall()
+    assert [r["n"] for r in rows] == timeline.json()
     refused = await client.get(f"/v1/clients/{user.id}/notes", headers=user.headers)
     assert refused.status_code == 403
+    for sql in (
+        "SELECT client_session_notes_json(%(u)s, 50, 0)",
+        "SELECT * FROM client_session_notes(%(u)s, 50, 0)",
+        "SELECT * FROM note_json_of(NULL::session_notes)",
+    ):
+        refusal = await sql_refusal(pool, user.caller, sql, {"u": user.id})
+        assert isinstance(refusal, InsufficientPrivilege), (sql, refusal)
 
 
 async def test_the_read_and_the_timeline_send_exactly_what_the_model_documents(client, factory):

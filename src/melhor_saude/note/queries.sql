@@ -6,7 +6,8 @@ SELECT write_session_note(%(booking_id)s, %(notes)s, %(follow_up)s, %(recommenda
                           %(metadata)s, %(is_private)s) AS note;
 
 -- read_json --
--- The body as sent (migration 0025's note_json), read and logged in one round trip.
+-- The body as sent (`note_json`, migrations 0025 and 0031), read and logged in one
+-- round trip.
 SELECT read_session_note(%(booking_id)s, %(via)s)::text AS body;
 
 -- sign --
@@ -16,8 +17,8 @@ SELECT sign_session_note(%(id)s) AS note;
 SELECT add_session_note_addendum(%(id)s, %(text)s) AS addendum;
 
 -- client_notes_json --
-SELECT coalesce(jsonb_agg(n ORDER BY i), '[]')::text AS body
-FROM client_session_notes(%(client)s, %(limit)s, %(offset)s) WITH ORDINALITY AS t (n, i);
+-- The body as sent, built in one query (migration 0031).
+SELECT client_session_notes_json(%(client)s, %(limit)s, %(offset)s) AS body;
 
 -- read_log --
 SELECT reader_id, via, read_at FROM session_note_read_log(%(id)s);
