@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import jwt
+
+from melhor_saude import app as app_module
 
 from .helpers import TEST_JWT_SECRET
 
@@ -32,6 +35,28 @@ async def test_wrong_method_has_a_code(client):
     r = await client.delete("/health")
     assert r.status_code == 405
     assert r.json()["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_wrong_method_on_a_domain_route_has_a_code(client):
+    r = await client.delete(f"/v1/notes/{uuid.uuid4()}/sign")
+    assert r.status_code == 405
+    assert r.json()["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_flat_routes_are_what_include_router_would_serve(settings, database, monkeypatch):
+    """The domain routers' routes are added to the app directly (`_add_routes`, for
+    speed): the same OpenAPI document, paths in the same order, as FastAPI's
+    `include_router()` gives."""
+    flat = app_module.create_app(settings, urls=database, run_migrations=False).openapi()
+
+    def include(app, routers):
+        for router in routers:
+            app.include_router(router)
+
+    monkeypatch.setattr(app_module, "_add_routes", include)
+    included = app_module.create_app(settings, urls=database, run_migrations=False).openapi()
+    assert list(flat["paths"]) == list(included["paths"])
+    assert flat == included
 
 
 async def test_declared_oversized_body_is_refused_before_reading(client, settings):

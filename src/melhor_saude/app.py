@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
@@ -151,10 +151,26 @@ def create_app(
                 )
         return body
 
-    for router in _routers():
-        app.include_router(router)
+    _add_routes(app, _routers())
     document_errors(app)
     return app
+
+
+def _add_routes(app: FastAPI, routers: list[APIRouter]) -> None:
+    """Put the domain routers' routes on the app's own router, in one flat list.
+
+    FastAPI 0.165's `include_router()` keeps each router as a branch resolved on every
+    request: for each candidate it sets and restores scope keys, and the matching
+    branch's routes are matched twice (to pick the branch, then inside it). In a note
+    read that walk was about a tenth of the API's CPU (cProfile; see
+    docs/benchmarks.md). A domain router's routes already carry their full path (the
+    router's prefix), tags and responses, and no router is included with options of
+    its own, so the same routes and the same OpenAPI document come from adding them
+    directly (a test holds the document equal). Given up: `app.dependency_overrides`,
+    which nothing here uses.
+    """
+    for router in routers:
+        app.router.routes.extend(router.routes)
 
 
 # The outbox's counts, read at most every few seconds (a load balancer may ask often).
@@ -174,7 +190,7 @@ async def outbox_counts(app: FastAPI) -> dict[str, int]:
     return counts
 
 
-def _routers() -> list[Any]:
+def _routers() -> list[APIRouter]:
     # Imported here so each domain's module graph loads only when an app is built.
     from melhor_saude.availability.api import router as availability_router
     from melhor_saude.booking.api import router as booking_router

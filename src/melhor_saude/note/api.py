@@ -24,7 +24,9 @@ async def write_note(booking_id: UUID, body: schemas.NoteIn, ctx: CtxDep) -> sch
 async def read_note(booking_id: UUID, request: Request, caller: UserDep, pool: PoolDep) -> Response:
     """The session's note with its addenda: its author, admins, and the client unless
     the note is private. Every read by anyone but the author is logged."""
-    body = await service.read_note_json(pool, caller, str(booking_id), f"GET {request.url.path}")
+    # The path as received (building `request.url` parses the whole URL again).
+    via = f"GET {request.scope['path']}"
+    body = await service.read_note_json(pool, caller, str(booking_id), via)
     return Response(body, media_type="application/json")
 
 
