@@ -1,7 +1,8 @@
 """CPU instructions the API process spends per request: a figure that does not move
 with the machine's load, for comparing two versions of the code.
 
-    python3 -m uv run python bench/instructions.py                  # quick data, both phases
+    python3 -m uv run python bench/instructions.py                  # quick data, every phase
+    python3 -m uv run python bench/instructions.py --phases notes,timeline
     python3 -m uv run python bench/instructions.py --keep           # keep its database
     python3 -m uv run python bench/instructions.py --reuse ms_bench_ir_xxxx --days-ahead 51
 
@@ -43,7 +44,20 @@ from load import booking_targets
 from melhor_saude.db import with_database
 from melhor_saude.migrate import migrate
 from melhor_saude.settings import Settings
-from run import OUT, SECRET, create_db, drop_db, people, server_url, start_api
+from run import (
+    OUT,
+    SECRET,
+    cancel_targets,
+    create_db,
+    drop_db,
+    note_targets,
+    people,
+    server_url,
+    start_api,
+    timeline_targets,
+)
+
+PHASES = ("slots", "bookings", "notes", "timeline", "cancels")
 
 
 def _control(pid: int, *args: str) -> None:
@@ -74,11 +88,19 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
     parser.add_argument("--scale", type=float, default=0.01, help="data size when generating")
     parser.add_argument("--requests", type=int, default=100, help="measured requests per phase")
-    parser.add_argument("--warmup", type=int, default=30)
+    # Fewer than ~100 warm-up requests left first-request costs in the count (a cancel
+    # measured 5.6 million instructions after 30, 3.75 million after 100).
+    parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument(
         "--days-ahead", type=int, default=50, help="first day bookings are made on (from today)"
     )
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}"
+    )
     args = parser.parse_args()
+    phases = args.phases.split(",")
+    if unknown := set(phases) - set(PHASES):
+        raise SystemExit(f"unknown phases: {sorted(unknown)}")
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -100,6 +122,17 @@ def main() -> None:
             "to": (today + timedelta(days=14)).isoformat(),
         }
         targets = booking_targets(specialists, today + timedelta(days=args.days_ahead))
+        # Reads as the bench's wrk phases send them; each cancel needs a booking of its own.
+        reads = {
+            name: find(db_url, settings)
+            for name, find in (("notes", note_targets), ("timeline", timeline_targets))
+            if name in phases
+        }
+        cancels = iter(
+            cancel_targets(db_url, settings, args.warmup + args.requests)
+            if "cancels" in phases
+            else []
+        )
 
         with tempfile.TemporaryDirectory() as tmp:
             out_file = Path(tmp) / "callgrind.out"
@@ -145,11 +178,35 @@ def main() -> None:
                             if r.status_code not in (201, 409, 422):
                                 r.raise_for_status()
 
-                    slots(args.warmup)
-                    bookings(args.warmup)
+                    def read_as(name: str, n: int) -> None:
+                        for _ in range(n):
+                            path, reader = reads[name][next(counter) % len(reads[name])]
+                            r = client.get(path, headers={"Authorization": f"Bearer {reader}"})
+                            r.raise_for_status()
+
+                    def cancel(n: int) -> None:
+                        for _ in range(n):
+                            booking_id, owner = next(cancels)
+                            r = client.post(
+                                f"/v1/bookings/{booking_id}/cancel",
+                                json={"reason": "bench", "reason_code": "other"},
+                                headers={"Authorization": f"Bearer {owner}"},
+                            )
+                            r.raise_for_status()
+
+                    senders: dict[str, Callable[[int], None]] = {
+                        "slots": slots,
+                        "bookings": bookings,
+                        "notes": partial(read_as, "notes"),
+                        "timeline": partial(read_as, "timeline"),
+                        "cancels": cancel,
+                    }
+                    for phase in phases:
+                        senders[phase](args.warmup)
                     statuses.clear()
                     _control(proc.pid, "-i", "on")
-                    for phase, send in (("slots", slots), ("bookings", bookings)):
+                    for phase in phases:
+                        send = senders[phase]
                         total = _instructions(proc.pid, out_file, partial(send, args.requests))
                         per_request = total // args.requests
                         report[phase] = {
