@@ -40,7 +40,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate import generate
-from load import booking_targets
+from load import CANCEL_BODY, booking_targets
 from melhor_saude.db import with_database
 from melhor_saude.migrate import migrate
 from melhor_saude.settings import Settings
@@ -189,7 +189,7 @@ def main() -> None:
                             booking_id, owner = next(cancels)
                             r = client.post(
                                 f"/v1/bookings/{booking_id}/cancel",
-                                json={"reason": "bench", "reason_code": "other"},
+                                json=CANCEL_BODY,
                                 headers={"Authorization": f"Bearer {owner}"},
                             )
                             r.raise_for_status()

@@ -59,6 +59,8 @@ class Result:
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 WRK_THREADS = 2
+# What every cancel the bench sends says (wrk/cancel.lua sends the same).
+CANCEL_BODY = {"reason": "Conflito de agenda", "reason_code": "schedule_conflict"}
 
 
 def wrk_binary() -> str | None:
@@ -405,7 +407,6 @@ async def cancel_phase(
     result = Result("cancellations")
     queue = iter(targets)
     deadline = time.perf_counter() + seconds
-    body = {"reason": "Conflito de agenda", "reason_code": "schedule_conflict"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
 
@@ -416,7 +417,7 @@ async def cancel_phase(
                 r = await client.post(
                     f"/v1/bookings/{booking_id}/cancel",
                     headers={"Authorization": f"Bearer {token}"},
-                    json=body,
+                    json=CANCEL_BODY,
                 )
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
                 result.statuses[r.status_code] += 1
