@@ -20,8 +20,9 @@ async def schedule(conn: Conn, params: dict[str, Any]) -> Row | None:
 async def read_schedule(
     pool: AsyncConnectionPool, caller: Caller, params: dict[str, Any]
 ) -> Row | None:
-    """The schedule in a transaction of its own: one network round trip."""
-    return await _q.read(pool, caller, "schedule", **params)
+    """The schedule in a transaction of its own: one network round trip (prepared: an
+    inlined SQL function, costly to plan each time)."""
+    return await _q.read_prepared(pool, caller, "schedule", **params)
 
 
 async def create_exceptions(

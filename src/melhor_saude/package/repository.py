@@ -66,8 +66,9 @@ async def read_packages_json(
     limit: int,
     offset: int,
 ) -> str:
-    """Active packages as a JSON array, in a transaction of its own: one round trip."""
-    row = await _q.read(
+    """Active packages as a JSON array, in a transaction of its own: one round trip
+    (prepared: a join and an aggregate, not a function call)."""
+    row = await _q.read_prepared(
         pool,
         caller,
         "list_packages_json",
