@@ -7,7 +7,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from melhor_saude.db import Caller, DatabaseUrls, Queries, make_pool
+from melhor_saude.context import ClientInfo
+from melhor_saude.db import Caller, DatabaseUrls, Queries, RateLimit, make_pool, transaction
+from melhor_saude.errors import RateLimited
 
 # One account per method: the test ends its sessions.
 USERS = {
@@ -68,5 +70,94 @@ async def test_a_one_round_trip_read_acts_as_the_caller_and_leaves_nothing_open(
         async with pool.connection() as conn:
             assert conn.info.transaction_status == TransactionStatus.IDLE
             assert not conn.autocommit
+    finally:
+        await pool.close()
+
+
+async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
+    database: DatabaseUrls,
+) -> None:
+    """`transaction`'s one-message begin: the rate-limit count commits on its own, the
+    body runs as the caller in one transaction, and however it ends the connection
+    goes back idle, out of autocommit, with nothing of the caller left on it."""
+    user_id = "00000000-0000-4000-8000-000000000003"
+    with psycopg.connect(database.admin) as owner:
+        owner.execute(
+            "INSERT INTO users (id, email, full_name) VALUES (%s, 'tx@example.org', 'T')"
+            " ON CONFLICT DO NOTHING",
+            (user_id,),
+        )
+    app_role = conninfo_to_dict(database.app)["user"]
+    caller = Caller("authenticated", {"sub": user_id})
+    client = ClientInfo(ip="192.0.2.7", user_agent="test")
+    limits = [RateLimit(f"test-tx:{user_id}", 3, 60)]
+    pool = make_pool(database.app, min_size=1, max_size=1, name="tx-test")
+    await pool.open(wait=True)
+
+    async def left_clean() -> None:
+        async with pool.connection() as conn:  # the same (only) connection
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+            assert not conn.autocommit
+            cur = await conn.execute(
+                "SELECT current_user AS role,"
+                " coalesce(current_setting('request.jwt.claims', true), '') AS claims"
+            )
+            settings_left: object = await cur.fetchone()
+            assert settings_left == {"role": app_role, "claims": ""}
+            await conn.rollback()
+
+    try:
+        # 1: counted, runs as the caller with its client, in one transaction.
+        async with transaction(pool, caller, client, limits) as conn:
+            cur = await conn.execute(
+                "SELECT auth.uid()::text AS uid, current_user AS role, auth.client() ->> 'ip' AS ip"
+            )
+            assert await cur.fetchone() == {
+                "uid": user_id,
+                "role": "authenticated",
+                "ip": "192.0.2.7",
+            }
+            first = await (await conn.execute("SELECT txid_current() AS t")).fetchone()
+            second = await (await conn.execute("SELECT txid_current() AS t")).fetchone()
+            assert first == second  # both statements in one transaction
+        await left_clean()
+
+        # 2: counted although its body fails; the body's work is rolled back.
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            async with transaction(pool, caller, client, limits) as conn:
+                await conn.execute("SELECT 1 / 0")
+        await left_clean()
+
+        # 3: the third within the window is the last allowed; the fourth is refused
+        # before its body runs, and still counted.
+        async with transaction(pool, caller, client, limits):
+            pass
+        ran = False
+        with pytest.raises(RateLimited) as refused:
+            async with transaction(pool, caller, client, limits):
+                ran = True
+        assert not ran
+        assert 0 < refused.value.retry_after <= 60
+        await left_clean()
+        with psycopg.connect(database.admin) as owner:
+            row = owner.execute(
+                "SELECT hits FROM rate_limits WHERE key = %s", (limits[0].key,)
+            ).fetchone()
+        assert row == (4,)
+
+        # 4: a session ended since the token was issued: refused after the count.
+        with psycopg.connect(database.admin) as owner:
+            owner.execute("SELECT end_sessions(%s)", (user_id,))
+        other = [RateLimit(f"test-tx-ended:{user_id}", 3, 60)]
+        with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
+            async with transaction(pool, caller, client, other):
+                ran = True
+        assert not ran
+        await left_clean()
+        with psycopg.connect(database.admin) as owner:
+            row = owner.execute(
+                "SELECT hits FROM rate_limits WHERE key = %s", (other[0].key,)
+            ).fetchone()
+        assert row == (1,)
     finally:
         await pool.close()

@@ -185,8 +185,10 @@ _SETTINGS = (
 # refused or failed request still counts (`rate_limit_hit`: 0, or seconds to wait).
 _RATE_LIMIT = (
     "SELECT max(rate_limit_hit(k, l, w)) AS wait"
-    " FROM unnest(%s::text[], %s::int[], %s::int[]) AS t (k, l, w)"
+    " FROM unnest(%(_limit_keys)s::text[], %(_limit_counts)s::int[],"
+    " %(_limit_windows)s::int[]) AS t (k, l, w)"
 )
+_BEGIN_PREFIX = "BEGIN;\n"
 
 
 @dataclass(frozen=True)
@@ -220,23 +222,22 @@ async def set_caller(conn: Conn, caller: Caller, client: ClientInfo = NO_CLIENT)
 
 async def _begin(
     conn: Conn, caller: Caller, client: ClientInfo, limits: Sequence[RateLimit]
-) -> Any:
-    """The rate-limit count and its commit, BEGIN and the caller's settings, pipelined:
-    one round trip. Returns the count's cursor (None without limits)."""
-    counted = None
-    async with conn.pipeline():
-        if limits:
-            counted = await conn.execute(
-                _RATE_LIMIT,
-                (
-                    [limit.key for limit in limits],
-                    [limit.limit for limit in limits],
-                    [limit.window_seconds for limit in limits],
-                ),
-            )
-            await conn.commit()
-        await set_caller(conn, caller, client)
-    return counted
+) -> int:
+    """The rate-limit count and its commit, BEGIN and the caller's settings as one
+    simple-protocol message: one round trip, no pipeline. The connection must be in
+    autocommit mode (psycopg then sends no BEGIN of its own). Returns the seconds to
+    wait (0 without limits, or when under them)."""
+    settings, params = caller_settings(caller, client)
+    cur = AsyncClientCursor(conn, row_factory=dict_row)
+    if not limits:
+        await cur.execute(_BEGIN_PREFIX + settings, params)
+        return 0
+    params["_limit_keys"] = [limit.key for limit in limits]
+    params["_limit_counts"] = [limit.limit for limit in limits]
+    params["_limit_windows"] = [limit.window_seconds for limit in limits]
+    await cur.execute(_RATE_LIMIT + ";\nCOMMIT;\n" + _BEGIN_PREFIX + settings, params)
+    row = await cur.fetchone()  # the count's, the first of the message's results
+    return int(row["wait"]) if row and row["wait"] else 0
 
 
 async def _drop_dead(pool: AsyncConnectionPool) -> None:
@@ -275,40 +276,41 @@ async def transaction(
     """One pooled connection, one transaction, acting as `caller`; commit or roll back.
 
     With `limits`, the request is counted against them first and refused with
-    `RateLimited` (429) when over any of them. A pooled connection found dead at the
-    first statement (the server restarted since it was last used) is thrown away
-    and the transaction begins again on another: nothing had run on it. While the
-    server is unreachable the pool's wait runs out: `PoolTimeout`, answered 503.
+    `RateLimited` (429) when over any of them. The count and its commit, `BEGIN` and
+    the caller's settings go as one message (`_begin`); meanwhile the connection is
+    in psycopg's autocommit mode, so psycopg adds no `BEGIN` of its own and every
+    statement runs in the transaction the message opened. A pooled connection found
+    dead at the first statement (the server restarted since it was last used) is
+    thrown away and the transaction begins again on another: nothing had run on it.
+    While the server is unreachable the pool's wait runs out: `PoolTimeout`, answered
+    503.
     """
     for attempt in (1, 2):
         async with pool.connection() as raw:
             conn = cast(Conn, raw)
+            await conn.set_autocommit(True)  # the message below says BEGIN itself
             try:
-                counted = await _begin(conn, caller, client, limits)
-            except psycopg.OperationalError:
-                if attempt == 2 or not conn.broken:
-                    raise
-                await _drop_dead(pool)
-                log.warning("a pooled connection was dead; beginning again on another")
-                continue  # leaving the block returns the broken connection: discarded
-            if counted is not None:
-                row = await counted.fetchone()
-                wait = int(row["wait"]) if row and row["wait"] else 0
+                try:
+                    wait = await _begin(conn, caller, client, limits)
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                    await _drop_dead(pool)
+                    log.warning("a pooled connection was dead; beginning again on another")
+                    continue  # leaving the block returns the broken connection: discarded
                 if wait > 0:
-                    await conn.rollback()
                     raise RateLimited(retry_after=wait)
-            try:
                 yield conn
-            except BaseException:
+                await conn.commit()
+                return
+            finally:
                 if not conn.closed:
-                    await conn.rollback()
-                raise
-            await conn.commit()
-            return
+                    await conn.rollback()  # nothing to do after a commit
+                    await conn.set_autocommit(False)
 
 
 class Queries:
-    """A domain's named queries (from its `queries.sql`) and the three ways to run them."""
+    """A domain's named queries (from its `queries.sql`) and the ways to run them."""
 
     def __init__(self, package: str, name: str = "queries.sql") -> None:
         self.sql = load_queries(package, name)
