@@ -106,6 +106,12 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
             assert settings_left == {"role": app_role, "claims": ""}
             await conn.rollback()
 
+    def hits(limit: RateLimit) -> int | None:
+        with psycopg.connect(database.admin) as owner:
+            row = owner.execute("SELECT hits FROM rate_limits WHERE key = %s", (limit.key,))
+            found = row.fetchone()
+        return int(found[0]) if found else None
+
     try:
         # 1: counted, runs as the caller with its client, in one transaction.
         async with transaction(pool, caller, client, limits) as conn:
@@ -122,11 +128,21 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
             assert first == second  # both statements in one transaction
         await left_clean()
 
-        # 2: counted although its body fails; the body's work is rolled back.
-        with pytest.raises(psycopg.errors.DivisionByZero):
+        # 2: counted although its body fails; the body's work is rolled back (a
+        # session-level setting made in a transaction is undone with it).
+        async def marks_then_fails() -> None:
             async with transaction(pool, caller, client, limits) as conn:
+                await conn.execute("SELECT set_config('test.marker', 'kept?', false)")
                 await conn.execute("SELECT 1 / 0")
+
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await marks_then_fails()
         await left_clean()
+        async with pool.connection() as raw:
+            marked = await raw.execute("SELECT current_setting('test.marker', true) AS m")
+            marker: object = await marked.fetchone()  # a dict: the pool makes dict rows
+            assert marker in ({"m": None}, {"m": ""})
+            await raw.rollback()
 
         # 3: the third within the window is the last allowed; the fourth is refused
         # before its body runs, and still counted.
@@ -139,11 +155,7 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
         assert not ran
         assert 0 < refused.value.retry_after <= 60
         await left_clean()
-        with psycopg.connect(database.admin) as owner:
-            row = owner.execute(
-                "SELECT hits FROM rate_limits WHERE key = %s", (limits[0].key,)
-            ).fetchone()
-        assert row == (4,)
+        assert hits(limits[0]) == 4
 
         # 4: a session ended since the token was issued: refused after the count.
         with psycopg.connect(database.admin) as owner:
@@ -154,10 +166,6 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
                 ran = True
         assert not ran
         await left_clean()
-        with psycopg.connect(database.admin) as owner:
-            row = owner.execute(
-                "SELECT hits FROM rate_limits WHERE key = %s", (other[0].key,)
-            ).fetchone()
-        assert row == (1,)
+        assert hits(other[0]) == 1
     finally:
         await pool.close()
