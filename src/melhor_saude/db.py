@@ -360,7 +360,7 @@ class Queries:
                 cur.nextset()  # past the settings' row, to the statement's
                 return await cur.fetchone()
             finally:
-                if not conn.broken:
+                if not conn.closed:  # a dead one is thrown away as it is
                     await conn.set_autocommit(False)
 
         return await _on_live_connection(pool, send)
