@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -27,44 +26,33 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from melhor_saude.availability.schedule import schedule_params
 from melhor_saude.context import Caller
 from melhor_saude.db import Queries, app_url_for, make_pool, with_database
+from melhor_saude.identity.tokens import caller_from_token
 from melhor_saude.settings import Settings
-from run import OUT, server_url
+from run import OUT, SECRET, note_targets, people, proc_stat, server_url
 
 PATHS = ("read", "read_prepared")
 
 
 def backend_cpu_seconds(pid: int) -> float:
-    """User and system CPU time of one local process (the connection's backend)."""
-    fields = Path(f"/proc/{pid}/stat").read_text()
-    after_name = fields[fields.rindex(")") + 2 :].split()
-    return (int(after_name[11]) + int(after_name[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time used so far by one local process (the connection's backend)."""
+    return proc_stat(Path(f"/proc/{pid}/stat").read_text())[2]
 
 
 def workloads(admin_url: str, n: int) -> dict[str, tuple[Queries, str, list[tuple[Caller, Any]]]]:
-    """For each query: its `Queries`, its name, and `n` (caller, parameters) to send.
+    """For each query: its `Queries`, its name, and at most `n` (caller, parameters).
 
-    Note reads as the session's client (non-private notes, so every read is logged, as
-    in `bench/run.py`); schedules of random specialists for a 14-day window, as the
-    slots endpoint asks for them."""
-    with psycopg.connect(admin_url) as conn:
-        notes = conn.execute(
-            "SELECT n.booking_id, b.user_id FROM session_notes n"
-            " JOIN bookings b ON b.id = n.booking_id"
-            " WHERE NOT n.is_private ORDER BY n.id LIMIT %s",
-            (n,),
-        ).fetchall()
-        specialists = conn.execute(
-            "SELECT s.id, u.id FROM specialists s JOIN users u ON u.id = s.id"
-            " ORDER BY random() LIMIT %s",
-            (n,),
-        ).fetchall()
+    The readers and targets are `bench/run.py`'s: note reads of non-private notes by
+    their session's client (so every read is logged), and the schedules of every
+    specialist in turn for the slots phase's 14-day window, as its employee asks."""
+    settings = Settings(_env_file=None, jwt_secret=SECRET, access_token_ttl_seconds=86400)
+    notes = note_targets(admin_url, settings, n)
+    specialists, _, token = people(admin_url, settings)
+    employee = caller_from_token(settings, token)
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     window = (start + timedelta(days=1), start + timedelta(days=15))
     return {
@@ -72,23 +60,18 @@ def workloads(admin_url: str, n: int) -> dict[str, tuple[Queries, str, list[tupl
             Queries("melhor_saude.note"),
             "read_json",
             [
+                # The path is /v1/bookings/{id}/note.
                 (
-                    Caller("authenticated", {"sub": str(user), "role": "authenticated"}),
-                    {"booking_id": str(booking), "via": "GET bench"},
+                    caller_from_token(settings, reader),
+                    {"booking_id": path.split("/")[3], "via": f"GET {path}"},
                 )
-                for booking, user in notes
+                for path, reader in notes
             ],
         ),
         "slots schedule": (
             Queries("melhor_saude.availability"),
             "schedule",
-            [
-                (
-                    Caller("authenticated", {"sub": str(user), "role": "authenticated"}),
-                    schedule_params(str(specialist), window),
-                )
-                for specialist, user in specialists
-            ],
+            [(employee, schedule_params(specialist, window)) for specialist, _ in specialists[:n]],
         ),
     }
 

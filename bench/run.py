@@ -168,11 +168,18 @@ def start_api(
     raise RuntimeError("API did not start")
 
 
+def proc_stat(stat: str) -> tuple[str, int, float]:
+    """A `/proc/<pid>/stat` line's command name, parent pid and CPU seconds used
+    (user + system)."""
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_probe(api_pid: int) -> Callable[[], dict[str, float]]:
     """CPU seconds used so far by the API (uvicorn and its workers) and by every
     `postgres` process: the machine is shared and its speed varies, so CPU per
     request is steadier than requests per second."""
-    tick = os.sysconf("SC_CLK_TCK")
 
     def probe() -> dict[str, float]:
         used = {"api": 0.0, "postgres": 0.0}
@@ -180,13 +187,10 @@ def cpu_probe(api_pid: int) -> Callable[[], dict[str, float]]:
             if not entry.name.isdigit():
                 continue
             try:
-                stat = (entry / "stat").read_text()
+                comm, parent, seconds = proc_stat((entry / "stat").read_text())
             except OSError:
                 continue  # the process ended
-            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2 :].split()
-            seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-            if int(entry.name) == api_pid or int(fields[1]) == api_pid:
+            if int(entry.name) == api_pid or parent == api_pid:
                 used["api"] += seconds
             elif comm == "postgres":
                 used["postgres"] += seconds
