@@ -162,6 +162,42 @@ async def test_emails_queued_before_0012_are_delivered_by_the_loops_after_it(
         ).fetchone() == ("sent", 1)
 
 
+def test_notes_written_before_0032_know_their_client_after_it(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """The backfill: every existing note gets its booking's user, signed notes too (the
+    guard that refuses changing them is off for the backfill only)."""
+    before = tmp_path / "before"
+    before.mkdir()
+    for migration in migrations_dir().glob("*.sql"):
+        if migration.name < "0032":
+            shutil.copy(migration, before / migration.name)
+    migrate(empty_database, before)
+    client, specialist, booking = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(empty_database) as conn:
+        # Bare rows: the people and the booking need nothing else for this.
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "INSERT INTO bookings (id, user_id, specialist_id, pillar, starts_at, ends_at,"
+            " blocked_until, price, currency, funding) VALUES (%s, %s, %s, 'saude_mental',"
+            " now(), now() + interval '1 hour', now() + interval '1 hour', 0, 'EUR',"
+            " 'self_pay')",
+            (booking, client, specialist),
+        )
+        conn.execute(
+            "INSERT INTO session_notes (booking_id, provider_id, notes, signed_at, signed_by)"
+            " VALUES (%s, %s, 'Assinada', now(), %s)",
+            (booking, specialist, specialist),
+        )
+    assert migrate(empty_database)[0] == "0032_notes_know_their_client"
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute(
+            "SELECT client_id, signed_at IS NOT NULL FROM session_notes"
+        ).fetchall() == [(client, True)]
+        with pytest.raises(psycopg.errors.CheckViolation):  # and the guard is back on
+            conn.execute("UPDATE session_notes SET notes = 'Outra'")
+
+
 # procrastinate 3.10's schema.sql, and the newest migration it ships. When the pinned
 # version moves, copy each new file of procrastinate/sql/migrations/ into migrations/
 # as our next numbers (pre before post), then update these two values.

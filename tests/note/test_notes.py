@@ -209,6 +209,9 @@ async def test_the_continuity_of_care_timeline(client, factory, pool):
         mine.append((await _write(client, specialist, bid, notes=f"Sessão {days}")).json()["id"])
     theirs = (await book(client, user, other, slot(days=5))).json()["id"]
     await _write(client, other, theirs, notes="De outro especialista")
+    someone = await factory.person("user", company_id=company, allocation=1)
+    elsewhere = (await book(client, someone, specialist, slot(days=6))).json()["id"]
+    await _write(client, specialist, elsewhere, notes="De outro cliente")
     timeline = await client.get(f"/v1/clients/{user.id}/notes", headers=specialist.headers)
     assert [n["id"] for n in timeline.json()] == list(reversed(mine))
     page = await client.get(
@@ -230,6 +233,32 @@ async def test_the_continuity_of_care_timeline(client, factory, pool):
     ):
         refusal = await sql_refusal(pool, user.caller, sql, {"u": user.id})
         assert isinstance(refusal, InsufficientPrivilege), (sql, refusal)
+
+
+async def test_a_note_knows_its_client_from_the_booking_whatever_a_writer_sends(
+    client, factory, database
+):
+    """`client_id` (the timeline's index, the read rule) is the booking's user: the
+    guard sets it on every write, so not even the owner can make it disagree."""
+    user, specialist, bid = await _session(client, factory)
+    note_id = (await _write(client, specialist, bid)).json()["id"]
+    other_user, other_specialist, other_booking = await _session(client, factory)
+    stranger = await factory.person("user")
+    client_of = "SELECT client_id::text FROM session_notes WHERE id = %s"
+    with psycopg.connect(database.admin) as conn:
+        assert conn.execute(client_of, (note_id,)).fetchone() == (user.id,)
+        conn.execute(
+            "UPDATE session_notes SET client_id = %s, notes = 'Revista' WHERE id = %s",
+            (stranger.id, note_id),
+        )
+        assert conn.execute(client_of, (note_id,)).fetchone() == (user.id,)
+        inserted = conn.execute(
+            "INSERT INTO session_notes (booking_id, provider_id, notes, client_id)"
+            " VALUES (%s, %s, 'x', %s) RETURNING client_id::text",
+            (other_booking, other_specialist.id, stranger.id),
+        ).fetchone()
+        assert inserted == (other_user.id,)
+        conn.rollback()
 
 
 async def test_the_read_and_the_timeline_send_exactly_what_the_model_documents(client, factory):
