@@ -74,7 +74,7 @@ def run_wrk(
     binary = wrk_binary()
     assert binary, "wrk is not installed"
     threads = min(WRK_THREADS, connections)  # wrk wants a connection per thread
-    out = subprocess.run(
+    wrk = subprocess.Popen(
         [
             binary,
             "-t",
@@ -95,10 +95,14 @@ def run_wrk(
             "BENCH_THREADS": str(threads),
             **env,
         },
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
-    ).stdout
+    )
+    time.sleep(min(1.0, seconds / 2))  # every connection is open by then
+    split = connections_per_process(int(base.rsplit(":", 1)[1]))
+    out, _ = wrk.communicate()
+    if wrk.returncode:
+        raise subprocess.CalledProcessError(wrk.returncode, binary, out)
     found = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m|h),", out)
     assert found, out
     requests = int(found.group(1))
@@ -119,7 +123,29 @@ def run_wrk(
         "max_ms": float(re.search(r"MAX ([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "statuses": dict(sorted(statuses.items())),
         "socket_errors": errors.group(1) if errors else None,
+        "connections_per_process": split,
     }
+
+
+def connections_per_process(port: int) -> list[int]:
+    """How the open connections to `port` are spread over the server's processes,
+    most first (empty without `ss`).
+
+    uvicorn's workers share one listening socket and the event loop that wakes first
+    accepts every pending connection, so wrk's connections, opened at once, split unevenly
+    and differently each run (8/8 to 2/14 seen with 16); the clients on the busier
+    worker wait longer, which moves p99 (docs/benchmarks.md, eighth sitting).
+    """
+    ss = shutil.which("ss")
+    if not ss:
+        return []
+    out = subprocess.run(
+        [ss, "-Htnp", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return sorted(Counter(re.findall(r"pid=(\d+)", out)).values(), reverse=True)
 
 
 CpuProbe = Callable[[], dict[str, float]]
