@@ -131,10 +131,10 @@ def connections_per_process(port: int) -> list[int]:
     """How the open connections to `port` are spread over the server's processes,
     most first (empty without `ss`).
 
-    uvicorn's workers share one listening socket and the event loop that wakes first
-    accepts every pending connection, so wrk's connections, opened at once, split unevenly
-    and differently each run (8/8 to 2/14 seen with 16); the clients on the busier
-    worker wait longer, which moves p99 (docs/benchmarks.md, eighth sitting).
+    uvicorn's workers share one listening socket and race to accept wrk's connections,
+    opened at once, so they split unevenly and differently each run (8/8 to 16/0 seen
+    with 16); the clients on the busier worker wait longer, which moves p99
+    (docs/benchmarks.md, eighth and ninth sittings).
     """
     ss = shutil.which("ss")
     if not ss:
