@@ -86,6 +86,19 @@ def main() -> None:
 
     proc, base = start_api(db_url, args.workers, args.pool)
     probe = cpu_probe(proc.pid)
+
+    def get_as(kind: str, file: str) -> dict[str, object]:
+        """The notes or timeline phase: GETs, each as its target's caller."""
+        return wrk_get_as(
+            base,
+            targets[kind],
+            OUT / file,
+            clients=clients,
+            seconds=seconds,
+            warmup_seconds=3,
+            probe=probe,
+        )
+
     phases: dict[str, Callable[[], dict[str, object]]] = {
         "slots": lambda: wrk_slots(
             base,
@@ -115,24 +128,8 @@ def main() -> None:
         "health": lambda: wrk_trivial(
             base, "/health", clients=clients, seconds=seconds, probe=probe
         ),
-        "notes": lambda: wrk_get_as(
-            base,
-            targets["notes"],
-            OUT / "note-targets.txt",
-            clients=clients,
-            seconds=seconds,
-            warmup_seconds=3,
-            probe=probe,
-        ),
-        "timeline": lambda: wrk_get_as(
-            base,
-            targets["timeline"],
-            OUT / "timeline-targets.txt",
-            clients=clients,
-            seconds=seconds,
-            warmup_seconds=3,
-            probe=probe,
-        ),
+        "notes": lambda: get_as("notes", "note-targets.txt"),
+        "timeline": lambda: get_as("timeline", "timeline-targets.txt"),
     }
     try:
         for name in args.phases:
