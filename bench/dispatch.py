@@ -3,6 +3,8 @@
     python3 -m uv run python bench/dispatch.py                 # generates its own database
     python3 -m uv run python bench/dispatch.py --reuse DBNAME  # on a kept bench/run.py database
     python3 -m uv run python bench/dispatch.py --series 100000 --due 10000   # smaller
+    python3 -m uv run python bench/dispatch.py --prepare-only   # data and series, no run
+    python3 -m uv run python bench/dispatch.py --template DBNAME  # a run on a fresh copy
 
 The series go onto a database that already holds bench/run.py's data (10,000
 specialists working weekdays 08:00-12:00 and 13:00-17:00 local, 50,000 employees with
@@ -11,8 +13,13 @@ weekly, at 10:00 and 11:00 local on each weekday of the coming week, ten per
 specialist, each for a different employee, company-funded: every occurrence passes
 every check of a manual booking (slot grid, exceptions, overlap, credits) and is booked.
 The others start 30-330 days from now. One run of the dispatcher (as the daily job
-runs it, `--parallel` of them at once sharing the work) is timed, with the process's
-peak memory, and pgbench's TPC-B-like figure on the same server in the same run.
+runs it, in `--lanes` lanes; or `--parallel` runs at once sharing the work) is timed,
+with the process's peak memory, and pgbench's TPC-B-like figure on the same server in
+the same run.
+
+A run changes its database (the occurrences are booked). To compare code or settings
+on the same rows, prepare a database once (`--prepare-only`) and run each time on a
+copy of it (`--template`: `CREATE DATABASE ... TEMPLATE`, series included).
 """
 
 from __future__ import annotations
@@ -92,9 +99,21 @@ def add_series(owner_url: str, series: int, due: int) -> dict[str, float]:
     return {"seconds": round(generated, 1), "series": count, "due": due_now}
 
 
-async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
+def copy_db(server: str, template: str, name: str) -> str:
+    """A new database holding `template`'s rows (nobody may be connected to it)."""
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')  # names we chose
+    print(f"copied {template} to {name}", flush=True)
+    return with_database(server, name)
+
+
+async def run_dispatch(app_url: str, parallel: int, lanes: int | None) -> dict[str, object]:
     settings = Settings(_env_file=None, jwt_secret=SECRET)
-    pool = make_pool(app_url, min_size=parallel, max_size=parallel, name="dispatch")
+    if lanes:
+        settings = settings.model_copy(update={"recurring_dispatch_lanes": lanes})
+    lanes = settings.recurring_dispatch_lanes
+    size = parallel * lanes
+    pool = make_pool(app_url, min_size=size, max_size=size, name="dispatch")
     await pool.open(wait=True)
     before = resource.getrusage(resource.RUSAGE_SELF)
     peak_before = before.ru_maxrss
@@ -112,6 +131,7 @@ async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
     occurrences = sum(s.occurrences for s in summaries)
     result = {
         "parallel": parallel,
+        "lanes": lanes,
         "seconds": round(seconds, 2),
         "occurrences": occurrences,
         "created": sum(s.created for s in summaries),
@@ -126,7 +146,7 @@ async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
         "peak_rss_mb_after": round(peak_after / 1024, 1),
     }
     print(
-        f"  dispatch x{parallel}: {occurrences} occurrences in {seconds:.1f} s"
+        f"  dispatch x{parallel}, {lanes} lanes each: {occurrences} occurrences in {seconds:.1f} s"
         f" = {result['occurrences_per_second']}/s ({result['created']} booked,"
         f" {result['skipped']} skipped {result['skip_reasons']}, {result['failed']} failed);"
         f" peak RSS {result['peak_rss_mb_before']} -> {result['peak_rss_mb_after']} MB;"
@@ -138,10 +158,18 @@ async def run_dispatch(app_url: str, parallel: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reuse", metavar="DBNAME")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--reuse", metavar="DBNAME", help="add the series to this database")
+    source.add_argument(
+        "--template", metavar="DBNAME", help="run on a new copy of a --prepare-only database"
+    )
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="generate data and series, keep, stop"
+    )
     parser.add_argument("--series", type=int, default=1_000_000)
     parser.add_argument("--due", type=int, default=100_000)
-    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once")
+    parser.add_argument("--lanes", type=int, help="lanes per run (default: the setting's)")
     parser.add_argument(
         "--batch",
         type=int,
@@ -152,22 +180,30 @@ def main() -> None:
     dispatcher.BATCH_SERIES = args.batch
     server = server_url()
     name = args.reuse or f"ms_bench_{uuid.uuid4().hex[:8]}"
-    owner = with_database(server, name) if args.reuse else create_db(server, name)
-    migrate(owner)
-    if not args.reuse:
-        print("generating bench/run.py's data ...", flush=True)
-        generate(owner, 1.0)
     report: dict[str, object] = {
         "started_at": datetime.now(UTC).isoformat(),
         "batch_series": args.batch,
         "database": name,
         "cpus": os.cpu_count(),
     }
-    report["series"] = add_series(owner, args.series, args.due)
+    if args.template:
+        owner = copy_db(server, args.template, name)
+        migrate(owner)
+        report["template"] = args.template
+    else:
+        owner = with_database(server, name) if args.reuse else create_db(server, name)
+        migrate(owner)
+        if not args.reuse:
+            print("generating bench/run.py's data ...", flush=True)
+            generate(owner, 1.0)
+        report["series"] = add_series(owner, args.series, args.due)
+        if args.prepare_only:
+            print(f"prepared: {name} (run on copies of it with --template {name})")
+            return
     print("pgbench (same server, same run) ...", flush=True)
     report["pgbench"] = pgbench(server, 20)
     report["dispatch"] = asyncio.run(
-        run_dispatch(app_url_for(owner, "ms_app", None), args.parallel)
+        run_dispatch(app_url_for(owner, "ms_app", None), args.parallel, args.lanes)
     )
     tpcb = report["pgbench"]["tpcb_like"]["tps"]  # type: ignore[index]
     rate = report["dispatch"]["occurrences_per_second"]  # type: ignore[index]

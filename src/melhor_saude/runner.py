@@ -48,9 +48,10 @@ async def run_worker(
     supervisor restarts it.
     """
     state = state or jobs.WorkerState()
-    pool = make_pool(
-        urls.app, min_size=1, max_size=2 * max(1, concurrency), name="jobs", check=True
-    )
+    # A connection per job and per email loop, and one more per extra lane of the
+    # recurring dispatcher, whose job holds a connection per lane.
+    size = 2 * max(1, concurrency) + settings.recurring_dispatch_lanes - 1
+    pool = make_pool(urls.app, min_size=1, max_size=size, name="jobs", check=True)
     await pool.open(wait=True)
     jobs.set_runtime(jobs.JobRuntime(pool=pool, settings=settings))
     try:

@@ -111,9 +111,12 @@ class Settings(BaseSettings):
     email_lease_seconds: int = Field(default=300, ge=1)
     email_probe_seconds: float = Field(default=30.0, gt=0)
     email_poll_seconds: float = 1.0
-    # The recurring dispatcher: when it runs (cron, UTC) and how far ahead it books.
+    # The recurring dispatcher: when it runs (cron, UTC), how far ahead it books, and in
+    # how many lanes (concurrent chains of batches, each on its own connection and its
+    # own share of the specialists; about one per database core).
     recurring_dispatch_cron: str = "0 2 * * *"
     recurring_lead_days: int = Field(default=7, ge=1, le=60)
+    recurring_dispatch_lanes: int = Field(default=2, ge=1, le=16)
     # The worker's job runner, stopped by a database outage, starts again after this
     # many seconds, doubling up to 30 s.
     worker_restart_backoff_seconds: float = Field(default=1.0, gt=0, le=30)

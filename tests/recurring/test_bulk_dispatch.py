@@ -365,3 +365,63 @@ async def test_a_client_booking_the_hour_the_dispatcher_is_booking(
         else:
             assert (r.status_code, r.json()["code"]) == (409, "SLOT_TAKEN")
             assert occurrence["outcome"] == "booked"
+
+
+async def test_credits_taken_while_a_batch_books_send_the_batch_one_by_one(
+    factory: Factory, pool, database: DatabaseUrls
+):
+    """A batch reads the credit counters without locking them and locks them only at its
+    end (migration 0033). A client's own booking takes their last credit in between: the
+    batch, checking its decisions again under the lock, sees it and goes one by one, so
+    the occurrence is skipped NO_CREDITS_LEFT, never booked beyond the allocation."""
+    company = await factory.company()
+    user = await factory.person("user", company_id=company, allocation=1)
+    dispatched, chosen = await factory.specialist(), await factory.specialist()
+    with _admin(database) as admin:
+        series = _series(admin, user, dispatched)
+    notices: list[str] = []
+
+    async def batch() -> list[dict[str, Any]]:
+        async with transaction(pool, SERVICE) as conn:
+            conn.add_notice_handler(lambda n: notices.append(n.message_primary or ""))
+            cur = await conn.execute(
+                "SELECT outcome, reason FROM dispatch_recurring(%s, %s, '{}', '{}', '{}', 'MZN')",
+                ([series], [_day(1)]),
+            )
+            return await cur.fetchall()
+
+    async with transaction(pool, user.caller) as conn:
+        # The client's booking reserves the last credit; not committed yet.
+        await conn.execute(
+            "SELECT create_booking(%s, %s, NULL, 'saude_mental', 'virtual', 'company_quota',"
+            " NULL, 'MZN', NULL, NULL, NULL)",
+            (chosen.id, slot(2, 10)),
+        )
+        running = asyncio.ensure_future(batch())
+        with _admin(database) as admin:
+            for _ in range(200):  # the batch has booked and waits for the counter
+                waiting = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE '%%dispatch_recurring%%'"
+                ).fetchone()
+                if waiting and waiting[0]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the batch never waited for the credit counter")
+    assert await running == [{"outcome": "skipped", "reason": "NO_CREDITS_LEFT"}]
+    assert notices == [
+        "recurring dispatch: bulk path failed (recurring dispatch: credits changed while the"
+        " batch was checked); going one by one"
+    ]
+    async with transaction(pool, SERVICE) as conn:
+        held = await (
+            await conn.execute(
+                "SELECT held FROM session_credit_member_usage WHERE user_id = %s", (user.id,)
+            )
+        ).fetchall()
+        bookings = await (
+            await conn.execute("SELECT specialist_id FROM bookings WHERE user_id = %s", (user.id,))
+        ).fetchall()
+    assert held == [{"held": 1}]
+    assert [str(b["specialist_id"]) for b in bookings] == [chosen.id]

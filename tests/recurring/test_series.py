@@ -13,7 +13,8 @@ import pytest
 from psycopg.errors import InsufficientPrivilege
 from psycopg_pool import AsyncConnectionPool
 
-from melhor_saude.db import DatabaseUrls
+from melhor_saude.context import SERVICE
+from melhor_saude.db import DatabaseUrls, transaction
 from melhor_saude.recurring import dispatcher
 from melhor_saude.recurring import repository as repo
 from melhor_saude.settings import Settings
@@ -149,6 +150,48 @@ async def test_four_dispatchers_at_once_create_each_occurrence_once(
         assert await _bookings(pool, series["id"]) == 1
     all_booked = [b for s in summaries for b in s.bookings]
     assert len(all_booked) == len(set(all_booked))
+
+
+async def test_a_run_in_lanes_shares_the_specialists_and_books_each_once(
+    client, factory, pool, settings
+):
+    made = []
+    for _ in range(8):
+        user, specialist = await _client_and_specialist(factory)
+        made.append((await _series(client, user, specialist))["series"])
+    horizon = dispatcher.horizon_of(settings, None)
+    async with transaction(pool, SERVICE) as conn:
+        whole = {str(r["id"]) for r in await repo.claim_due(conn, horizon, 10_000, None)}
+    lanes: list[set[str]] = []
+    for k in range(3):
+        async with transaction(pool, SERVICE) as conn:
+            claimed = await repo.claim_due(conn, horizon, 10_000, None, (k, 3))
+            specialists = await (
+                await conn.execute(
+                    "SELECT DISTINCT get_byte(uuid_send(specialist_id), 15) %% 3 AS lane"
+                    " FROM recurring_bookings WHERE id = ANY(%s)",
+                    ([r["id"] for r in claimed],),
+                )
+            ).fetchall()
+        assert [r["lane"] for r in specialists] in ([k], [])
+        lanes.append({str(r["id"]) for r in claimed})
+    # Each due series in exactly one lane.
+    assert sum(len(lane) for lane in lanes) == len(whole) >= len(made)
+    assert set().union(*lanes) == whole
+    summary = await dispatcher.dispatch(pool, settings, lanes=3, keep_bookings=True)
+    for series in made:
+        assert [o["outcome"] for o in await _occurrences(pool, series["id"])] == ["booked"]
+        assert await _bookings(pool, series["id"]) == 1
+    assert len(summary.bookings) == len(set(summary.bookings)) >= len(made)
+
+
+async def test_a_lane_outside_the_run_is_refused(pool):
+    for lane, lanes in ((3, 3), (-1, 2), (0, 0), (0, 257)):
+        refusal = await sql_refusal(
+            pool, SERVICE, "SELECT * FROM claim_due_series(current_date, 1, NULL, NULL, %s, %s)",
+            (lane, lanes),
+        )  # fmt: skip
+        assert isinstance(refusal, psycopg.errors.InvalidParameterValue), (lane, lanes)
 
 
 async def test_a_run_killed_midway_is_finished_by_the_next(

@@ -11,18 +11,22 @@ occurrences clash, or that the bulk path fails on, is booked one by one through
 `book_session()`, the manual booking's own function, with the same outcomes. A run
 killed mid-batch loses only that batch's uncommitted work; the next run does it again.
 
-A batch holds its specialists' calendars and its companies' credit counters until it
-commits, so batches stay moderate (`BATCH_SERIES`: about a third of a second of locks
-on the benchmark machine; 1,000 series per batch were no faster). Several runs at
-once are safe (each occurrence once) but not much faster: batches with a company in
-common take turns on its counter. A batch that meets another writer's locks in the
-opposite order (a deadlock) is rolled back by PostgreSQL and claimed again.
+A run has `recurring_dispatch_lanes` lanes (migration 0033): concurrent chains of
+batches, each on its own connection, lane k claiming only the series of its share of
+the specialists. A batch holds its specialists' calendars until it commits, so lanes
+never wait for each other there; the companies' credit counters, which every batch
+shares, it locks only at its end. With one lane, one PostgreSQL backend does all the
+work. Batches stay moderate (`BATCH_SERIES`; 1,000 series per batch were no faster
+than 500). Several runs at once are safe (each occurrence once). A batch that meets
+another writer's locks in the opposite order (a deadlock) is rolled back by
+PostgreSQL and claimed again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,7 +35,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import SERVICE
-from melhor_saude.db import transaction
+from melhor_saude.db import Conn, Row, transaction
 from melhor_saude.recurring import calendar
 from melhor_saude.recurring import repository as repo
 from melhor_saude.settings import Settings
@@ -123,64 +127,103 @@ async def dispatch(
     dry_run: bool = False,
     on_batch: Callable[[DispatchSummary], None] | None = None,
     keep_bookings: bool = False,
+    lanes: int | None = None,
 ) -> DispatchSummary:
-    """Book every occurrence of every active series due by today + the lead window.
-    With `dry_run`, do all of it and roll each batch back: the counts say what a run
-    would do now. The ids of the bookings made are kept only with `keep_bookings` (an
-    HTTP caller wants them; the job's memory stays flat whatever the number of series)."""
+    """Book every occurrence of every active series due by today + the lead window,
+    in `lanes` lanes (the setting by default). With `dry_run`, do all of it and roll
+    each batch back: the counts say what a run would do now. The ids of the bookings
+    made are kept only with `keep_bookings` (an HTTP caller wants them; the job's memory
+    stays flat whatever the number of series)."""
     today = today or datetime.now(UTC).date()
     horizon = horizon_of(settings, today)
     summary = DispatchSummary(dry_run=dry_run)
-    after: tuple[date, str] | None = None
-    while True:
-        batch = DispatchSummary()
-        try:
-            async with transaction(pool, SERVICE) as conn:
-                claimed = await repo.claim_due(conn, horizon, BATCH_SERIES, after)
-                if not claimed:
-                    break
-                series: list[str] = []
-                dates: list[date] = []
-                next_dates: list[date | None] = []
-                last_dates: list[date | None] = []
-                for row in claimed:
-                    schedule = _schedule(row)
-                    due = calendar.dates_between(schedule, row["next_booking_date"], horizon)
-                    series += [str(row["id"])] * len(due)
-                    dates += due
-                    next_dates.append(calendar.next_after(schedule, horizon))
-                    last_dates.append(due[-1] if due else None)
-                for outcome in await repo.dispatch(
-                    conn,
-                    series=series,
-                    dates=dates,
-                    claimed=[str(row["id"]) for row in claimed],
-                    next_dates=next_dates,
-                    last_dates=last_dates,
-                    currency=settings.default_currency,
-                ):
-                    batch.add(outcome)
-                batch.series = len(claimed)
-                if not keep_bookings:
-                    batch.bookings.clear()
-                if dry_run:
-                    # Rolled back; the next page starts after this one.
-                    after = (claimed[-1]["next_booking_date"], str(claimed[-1]["id"]))
-                    raise _DryRun
-        except _DryRun:
-            pass
-        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as exc:
-            # Another writer (a booking, another run) took the same counters in the
-            # other order: this batch was rolled back whole; claim it again.
-            log.warning("recurring dispatch: batch rolled back (%s); trying again", exc)
-            continue
-        _merge(summary, batch)
-        if on_batch:
-            on_batch(summary)
+    lanes = lanes or settings.recurring_dispatch_lanes
+    run = _Run(pool, settings, horizon, summary, dry_run, on_batch, keep_bookings)
+    await _all_or_none([run.lane((k, lanes)) for k in range(lanes)])
     if not dry_run:
         async with transaction(pool, SERVICE) as conn:
             await repo.record_run(conn, {**summary.counts(), "date": today.isoformat()})
     return summary
+
+
+@dataclass
+class _Run:
+    """One run's lanes share its settings and add to its summary."""
+
+    pool: AsyncConnectionPool
+    settings: Settings
+    horizon: date
+    summary: DispatchSummary
+    dry_run: bool
+    on_batch: Callable[[DispatchSummary], None] | None
+    keep_bookings: bool
+
+    async def lane(self, lane: tuple[int, int]) -> None:
+        """Batch after batch of this lane's due series, until none is left."""
+        after: tuple[date, str] | None = None
+        while True:
+            batch = DispatchSummary()
+            try:
+                async with transaction(self.pool, SERVICE) as conn:
+                    claimed = await repo.claim_due(conn, self.horizon, BATCH_SERIES, after, lane)
+                    if not claimed:
+                        return
+                    await self._book(conn, claimed, batch)
+                    if self.dry_run:
+                        # Rolled back; the next page starts after this one.
+                        after = (claimed[-1]["next_booking_date"], str(claimed[-1]["id"]))
+                        raise _DryRun
+            except _DryRun:
+                pass
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as exc:
+                # Another writer (a booking, another run) took the same counters in the
+                # other order: this batch was rolled back whole; claim it again.
+                log.warning("recurring dispatch: batch rolled back (%s); trying again", exc)
+                continue
+            _merge(self.summary, batch)
+            if self.on_batch:
+                self.on_batch(self.summary)
+
+    async def _book(self, conn: Conn, claimed: list[Row], batch: DispatchSummary) -> None:
+        series: list[str] = []
+        dates: list[date] = []
+        next_dates: list[date | None] = []
+        last_dates: list[date | None] = []
+        for row in claimed:
+            schedule = _schedule(row)
+            due = calendar.dates_between(schedule, row["next_booking_date"], self.horizon)
+            series += [str(row["id"])] * len(due)
+            dates += due
+            next_dates.append(calendar.next_after(schedule, self.horizon))
+            last_dates.append(due[-1] if due else None)
+        for outcome in await repo.dispatch(
+            conn,
+            series=series,
+            dates=dates,
+            claimed=[str(row["id"]) for row in claimed],
+            next_dates=next_dates,
+            last_dates=last_dates,
+            currency=self.settings.default_currency,
+        ):
+            batch.add(outcome)
+        batch.series = len(claimed)
+        if not self.keep_bookings:
+            batch.bookings.clear()
+
+
+async def _all_or_none(lanes: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the lanes to the end; if one fails, stop the others (their open batches roll
+    back) and raise its error, so that nothing of the run goes on after it failed."""
+    tasks = [asyncio.ensure_future(lane) for lane in lanes]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if task in done and not task.cancelled() and (error := task.exception()):
+            raise error
 
 
 def _merge(total: DispatchSummary, batch: DispatchSummary) -> None:

@@ -15,7 +15,8 @@ from melhor_saude.settings import Settings
 async def dispatch_now(
     settings: Settings, urls: DatabaseUrls, *, today: date | None, dry_run: bool
 ) -> dispatcher.DispatchSummary:
-    pool = make_pool(urls.app, min_size=1, max_size=2, name="dispatch")
+    lanes = settings.recurring_dispatch_lanes
+    pool = make_pool(urls.app, min_size=1, max_size=lanes, name="dispatch")
     await pool.open(wait=True)
     try:
         due = await dispatcher.count_due(pool, settings, today)

@@ -69,8 +69,13 @@ async def count_due(conn: Conn, horizon: date) -> int:
 
 
 async def claim_due(
-    conn: Conn, horizon: date, limit: int, after: tuple[date, str] | None
+    conn: Conn,
+    horizon: date,
+    limit: int,
+    after: tuple[date, str] | None,
+    lane: tuple[int, int] = (0, 1),
 ) -> list[Row]:
+    """Lock up to `limit` due series of lane `lane[0]` of `lane[1]`, after `after`."""
     return await _q.all(
         conn,
         "claim_due",
@@ -78,6 +83,8 @@ async def claim_due(
         limit=limit,
         after_date=after[0] if after else None,
         after_id=after[1] if after else None,
+        lane=lane[0],
+        lanes=lane[1],
     )
 
 
