@@ -177,6 +177,8 @@ def main() -> None:
         help="series per transaction (the dispatcher's BATCH_SERIES)",
     )
     args = parser.parse_args()
+    if args.prepare_only and args.template:
+        parser.error("--prepare-only makes a database; --template runs on a copy of one")
     dispatcher.BATCH_SERIES = args.batch
     server = server_url()
     name = args.reuse or f"ms_bench_{uuid.uuid4().hex[:8]}"
