@@ -8,7 +8,15 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from melhor_saude.context import ClientInfo
-from melhor_saude.db import Caller, DatabaseUrls, Queries, RateLimit, make_pool, transaction
+from melhor_saude.db import (
+    Caller,
+    DatabaseUrls,
+    OneStatement,
+    Queries,
+    RateLimit,
+    make_pool,
+    transaction,
+)
 from melhor_saude.errors import RateLimited
 
 # One account per method: the test ends its sessions.
@@ -16,6 +24,7 @@ USERS = {
     "read": "00000000-0000-4000-8000-000000000001",
     "read_prepared": "00000000-0000-4000-8000-000000000002",
 }
+WRITER = "00000000-0000-4000-8000-000000000004"
 
 
 @pytest.mark.parametrize("method", ["read", "read_prepared"])
@@ -167,5 +176,93 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
         assert not ran
         await left_clean()
         assert hits(other[0]) == 1
+    finally:
+        await pool.close()
+
+
+async def test_a_one_message_write_counts_acts_as_the_caller_and_always_ends(
+    database: DatabaseUrls,
+) -> None:
+    """`Queries.write`: the count commits on its own; the statement runs as the caller
+    with its client in a transaction of its own, committed when it succeeds and rolled
+    back when it fails; over the limit the database refuses before the statement runs;
+    however it ends, the connection goes back idle, out of autocommit, clean."""
+    queries = Queries("melhor_saude.availability")  # an instance of our own to add to
+    # A session-level setting is transactional: kept if its transaction commits.
+    queries.sql["mark"] = (
+        "SELECT set_config('test.marker', %(text)s, false) AS marker, auth.uid()::text AS uid,"
+        " current_user AS role, auth.client() ->> 'ip' AS ip"
+    )
+    queries.sql["mark_then_fail"] = "SELECT set_config('test.marker', %(text)s, false), 1 / 0"
+    with psycopg.connect(database.admin) as owner:
+        owner.execute(
+            "INSERT INTO users (id, email, full_name) VALUES (%s, 'w@example.org', 'W')"
+            " ON CONFLICT DO NOTHING",
+            (WRITER,),
+        )
+    app_role = conninfo_to_dict(database.app)["user"]
+    pool = make_pool(database.app, min_size=1, max_size=1, name="write-test")
+    await pool.open(wait=True)
+    caller = Caller("authenticated", {"sub": WRITER})
+    unit = OneStatement(
+        pool,
+        caller,
+        ClientInfo(ip="192.0.2.9", user_agent="test"),
+        [RateLimit(f"test-write:{WRITER}", 3, 60)],
+    )
+
+    async def marker_left() -> object:
+        async with pool.connection() as conn:  # the same (only) connection
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+            assert not conn.autocommit
+            cur = await conn.execute(
+                "SELECT current_user AS role,"
+                " coalesce(current_setting('request.jwt.claims', true), '') AS claims,"
+                " current_setting('test.marker', true) AS marker"
+            )
+            left: object = await cur.fetchone()  # a dict: the pool makes dict rows
+            await conn.rollback()
+        assert isinstance(left, dict)
+        assert (left["role"], left["claims"]) == (app_role, "")
+        return left["marker"]
+
+    def hits(key: str) -> int | None:
+        with psycopg.connect(database.admin) as owner:
+            found = owner.execute("SELECT hits FROM rate_limits WHERE key = %s", (key,)).fetchone()
+        return int(found[0]) if found else None
+
+    try:
+        # 1: counted; runs as the caller with its client; committed.
+        row = await queries.write(unit, "mark", text="one")
+        assert row == {"marker": "one", "uid": WRITER, "role": "authenticated", "ip": "192.0.2.9"}
+        assert await marker_left() == "one"
+
+        # 2: counted although it fails; what it did is rolled back.
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await queries.write(unit, "mark_then_fail", text="two")
+        assert await marker_left() == "one"
+
+        # 3: the third is the last allowed; the fourth is refused before the statement
+        # runs, and still counted.
+        assert await queries.write_required(unit, "mark", text="three")
+        with pytest.raises(RateLimited) as refused:
+            await queries.write(unit, "mark", text="four")
+        assert 0 < refused.value.retry_after <= 60
+        assert await marker_left() == "three"
+        assert hits(f"test-write:{WRITER}") == 4
+
+        # 4: without limits nothing is counted (the service's own writes).
+        free = OneStatement(pool, caller)
+        assert (await queries.write_required(free, "mark", text="five"))["marker"] == "five"
+        assert hits(f"test-write:{WRITER}") == 4
+
+        # 5: a session ended since the token was issued: refused after the count.
+        with psycopg.connect(database.admin) as owner:
+            owner.execute("SELECT end_sessions(%s)", (WRITER,))
+        ended = OneStatement(pool, caller, limits=[RateLimit(f"test-write-ended:{WRITER}", 3, 60)])
+        with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
+            await queries.write(ended, "mark", text="six")
+        assert await marker_left() == "five"
+        assert hits(f"test-write-ended:{WRITER}") == 1
     finally:
         await pool.close()

@@ -27,7 +27,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import ANON, NO_CLIENT, SERVICE, Caller, ClientInfo, DbRole
-from melhor_saude.errors import RateLimited
+from melhor_saude.errors import rate_limit_refusal
 from melhor_saude.settings import Settings
 
 __all__ = ["ANON", "SERVICE", "Caller", "ClientInfo", "DbRole"]
@@ -166,29 +166,27 @@ def make_pool(
 RECONNECT_GIVE_UP_SECONDS = 5.0
 
 
-# The first statement of every transaction, run as the login role: for a signed-in
-# caller, the database checks the session was not ended since the token was issued
-# (logout, reset, revocation: `auth.check_session`, before the role switch); then the
-# role, the claims and the client's address are set for this transaction only.
-_SETTINGS_SIGNED_IN = (
-    "SELECT auth.check_session(%(_caller_uid)s::uuid, %(_caller_iat)s::float8),"
-    " set_config('role', %(_caller_role)s, true),"
-    " set_config('request.jwt.claims', %(_caller_claims)s, true),"
-    " set_config('request.client', %(_caller_client)s, true)"
-)
-_SETTINGS = (
-    "SELECT set_config('role', %(_caller_role)s, true),"
+# The first statement of every transaction, run as the login role: for a counted
+# request, the database refuses it when the count just made found it over a limit
+# (`rate_limit_refuse`, migration 0034); for a signed-in caller, it checks the session
+# was not ended since the token was issued (logout, reset, revocation:
+# `auth.check_session`); both before the role switch. Then the role, the claims and the
+# client's address are set for this transaction only.
+_REFUSE_OVER_LIMIT = "rate_limit_refuse(), "
+_CHECK_SESSION = "auth.check_session(%(_caller_uid)s::uuid, %(_caller_iat)s::float8), "
+_SET_CALLER = (
+    "set_config('role', %(_caller_role)s, true),"
     " set_config('request.jwt.claims', %(_caller_claims)s, true),"
     " set_config('request.client', %(_caller_client)s, true)"
 )
 # Counted in a transaction of its own, committed before the request's begins, so a
-# refused or failed request still counts (`rate_limit_hit`: 0, or seconds to wait).
+# refused or failed request still counts (`rate_limit_count` leaves the verdict on the
+# connection for `rate_limit_refuse`).
 _RATE_LIMIT = (
-    "SELECT max(rate_limit_hit(k, l, w)) AS wait"
-    " FROM unnest(%(_limit_keys)s::text[], %(_limit_counts)s::int[],"
-    " %(_limit_windows)s::int[]) AS t (k, l, w)"
+    "SELECT rate_limit_count(%(_limit_keys)s::text[], %(_limit_counts)s::int[],"
+    " %(_limit_windows)s::int[]);\nCOMMIT;\n"
 )
-_BEGIN_PREFIX = "BEGIN;\n"
+_BEGIN = "BEGIN;\n"
 
 
 @dataclass(frozen=True)
@@ -200,44 +198,63 @@ class RateLimit:
     window_seconds: int
 
 
-def caller_settings(caller: Caller, client: ClientInfo = NO_CLIENT) -> tuple[LiteralString, Row]:
-    """The statement that switches to `caller` for the current transaction only, and its
-    parameters (named: `Queries.read` sends them with another statement's)."""
+def caller_settings(
+    caller: Caller, client: ClientInfo = NO_CLIENT, limits: Sequence[RateLimit] = ()
+) -> tuple[LiteralString, LiteralString, Row]:
+    """What begins a unit of work as `caller`, as statements to send in one message with
+    others, and their (named) parameters: the rate-limit count and its commit (empty
+    without `limits`; two statements with them), then the statement that switches to
+    `caller` for the current transaction only, refusing first (`RateLimited`) when the
+    count found the request over any limit."""
     params: Row = {
         "_caller_role": caller.role,
         "_caller_claims": caller.claims_json,
         "_caller_client": client.as_json,
     }
-    if caller.role != "authenticated":
-        return _SETTINGS, params
-    params["_caller_uid"] = caller.user_id
-    params["_caller_iat"] = caller.issued_at
-    return _SETTINGS_SIGNED_IN, params
+    count: LiteralString = ""
+    checks: LiteralString = ""
+    if limits:
+        params["_limit_keys"] = [limit.key for limit in limits]
+        params["_limit_counts"] = [limit.limit for limit in limits]
+        params["_limit_windows"] = [limit.window_seconds for limit in limits]
+        count = _RATE_LIMIT
+        checks = _REFUSE_OVER_LIMIT
+    if caller.role == "authenticated":
+        params["_caller_uid"] = caller.user_id
+        params["_caller_iat"] = caller.issued_at
+        checks += _CHECK_SESSION
+    return count, "SELECT " + checks + _SET_CALLER, params
 
 
 async def set_caller(conn: Conn, caller: Caller, client: ClientInfo = NO_CLIENT) -> None:
     """Switch role and publish claims and client for the current transaction only."""
-    await conn.execute(*caller_settings(caller, client))
+    _, settings, params = caller_settings(caller, client)
+    await conn.execute(settings, params)
+
+
+async def _send_counted(cur: AsyncClientCursor[DictRow], sql: LiteralString, params: Row) -> None:
+    """Execute a message that may begin with a rate-limit count; the database's refusal
+    of an over-limit request is raised as `RateLimited` (the count committed, nothing
+    after it done)."""
+    try:
+        await cur.execute(sql, params)
+    except psycopg.errors.CheckViolation as exc:
+        refused = rate_limit_refusal(exc)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 async def _begin(
     conn: Conn, caller: Caller, client: ClientInfo, limits: Sequence[RateLimit]
-) -> int:
+) -> None:
     """The rate-limit count and its commit, BEGIN and the caller's settings as one
     simple-protocol message: one round trip, no pipeline. The connection must be in
-    autocommit mode (psycopg then sends no BEGIN of its own). Returns the seconds to
-    wait (0 without limits, or when under them)."""
-    settings, params = caller_settings(caller, client)
+    autocommit mode (psycopg then sends no BEGIN of its own). Over a limit:
+    `RateLimited`, the transaction the message began left aborted (to roll back)."""
+    count, settings, params = caller_settings(caller, client, limits)
     cur = AsyncClientCursor(conn, row_factory=dict_row)
-    if not limits:
-        await cur.execute(_BEGIN_PREFIX + settings, params)
-        return 0
-    params["_limit_keys"] = [limit.key for limit in limits]
-    params["_limit_counts"] = [limit.limit for limit in limits]
-    params["_limit_windows"] = [limit.window_seconds for limit in limits]
-    await cur.execute(_RATE_LIMIT + ";\nCOMMIT;\n" + _BEGIN_PREFIX + settings, params)
-    row = await cur.fetchone()  # the count's, the first of the message's results
-    return int(row["wait"]) if row and row["wait"] else 0
+    await _send_counted(cur, count + _BEGIN + settings, params)
 
 
 async def _drop_dead(pool: AsyncConnectionPool) -> None:
@@ -291,15 +308,13 @@ async def transaction(
             await conn.set_autocommit(True)  # the message below says BEGIN itself
             try:
                 try:
-                    wait = await _begin(conn, caller, client, limits)
+                    await _begin(conn, caller, client, limits)
                 except psycopg.OperationalError:
                     if attempt == 2 or not conn.broken:
                         raise
                     await _drop_dead(pool)
                     log.warning("a pooled connection was dead; beginning again on another")
                     continue  # leaving the block returns the broken connection: discarded
-                if wait > 0:
-                    raise RateLimited(retry_after=wait)
                 yield conn
                 await conn.commit()
                 return
@@ -309,12 +324,48 @@ async def transaction(
                     await conn.set_autocommit(False)
 
 
+@dataclass(frozen=True)
+class OneStatement:
+    """A unit of work that is one statement, sent whole by `Queries.write`: the pool it
+    takes a connection from, who it acts for, where the request came from, and the
+    limits it is counted against. (The HTTP edge builds one per request: `web.WriteDep`.)"""
+
+    pool: AsyncConnectionPool
+    caller: Caller
+    client: ClientInfo = NO_CLIENT
+    limits: Sequence[RateLimit] = ()
+
+
+async def _send_one_message(
+    pool: AsyncConnectionPool, sql: LiteralString, params: Row, *, skip: int
+) -> Row | None:
+    """Send `sql` (statements ending with the one whose first row is wanted, `skip`
+    results before it) as one simple-protocol message on a pooled connection in
+    autocommit mode, so that psycopg adds no BEGIN: the statements after the message's
+    last COMMIT (if any) run as one implicit transaction. psycopg binds the parameters
+    client-side (`AsyncClientCursor`, quoted by libpq)."""
+
+    async def send(conn: Conn) -> Row | None:
+        await conn.set_autocommit(True)  # no BEGIN of psycopg's before the message
+        try:
+            cur = AsyncClientCursor(conn, row_factory=dict_row)
+            await _send_counted(cur, sql, params)
+            for _ in range(skip):
+                cur.nextset()  # past the count, its COMMIT and the settings' row
+            return await cur.fetchone()
+        finally:
+            if not conn.closed:  # a dead one is thrown away as it is
+                await conn.set_autocommit(False)
+
+    return await _on_live_connection(pool, send)
+
+
 class Queries:
     """A domain's named queries (from its `queries.sql`) and the ways to run them."""
 
     def __init__(self, package: str, name: str = "queries.sql") -> None:
         self.sql = load_queries(package, name)
-        self._messages: dict[tuple[str, str], LiteralString] = {}
+        self._messages: dict[tuple[str, str, str], LiteralString] = {}
 
     async def one(self, conn: Conn, name: str, /, **params: Any) -> Row | None:
         """The first row, or None."""
@@ -348,22 +399,33 @@ class Queries:
         (`AsyncClientCursor`, quoted by libpq), and the server plans the statement
         each time (for a statement costly to plan, see `read_prepared`).
         """
-        settings, settings_params = caller_settings(caller)
-        sql = self._one_message(settings, name)
-        params |= settings_params
+        _, settings, settings_params = caller_settings(caller)
+        sql = self._one_message("", settings, name)
+        return await _send_one_message(pool, sql, params | settings_params, skip=1)
 
-        async def send(conn: Conn) -> Row | None:
-            await conn.set_autocommit(True)  # no BEGIN of psycopg's before the message
-            try:
-                cur = AsyncClientCursor(conn, row_factory=dict_row)
-                await cur.execute(sql, params)
-                cur.nextset()  # past the settings' row, to the statement's
-                return await cur.fetchone()
-            finally:
-                if not conn.closed:  # a dead one is thrown away as it is
-                    await conn.set_autocommit(False)
+    async def write(self, unit: OneStatement, name: str, /, **params: Any) -> Row | None:
+        """The first row of one statement that writes, in a transaction of its own as
+        `unit.caller`, counted against `unit.limits`.
 
-        return await _on_live_connection(pool, send)
+        As `read`, one simple-protocol message, one round trip: the rate-limit count
+        and its `COMMIT`, then the caller's settings and the statement, which
+        PostgreSQL runs as one implicit transaction (committed after the statement,
+        rolled back on any error). The database refuses an over-limit request before
+        the statement runs (`RateLimited`); the count stays committed. For writes that
+        are one function call (a cancellation): `transaction` would take three round
+        trips (the count and the settings, the statement, `COMMIT`).
+        """
+        count, settings, settings_params = caller_settings(unit.caller, unit.client, unit.limits)
+        sql = self._one_message(count, settings, name)
+        skip = (2 if count else 0) + 1  # past the count and its COMMIT, and the settings
+        return await _send_one_message(unit.pool, sql, params | settings_params, skip=skip)
+
+    async def write_required(self, unit: OneStatement, name: str, /, **params: Any) -> Row:
+        """`write` for a statement that always returns a row (as `required` is to `one`)."""
+        row = await self.write(unit, name, **params)
+        if row is None:
+            raise MissingRow(name)
+        return row
 
     async def read_prepared(
         self, pool: AsyncConnectionPool, caller: Caller, name: str, /, **params: Any
@@ -384,12 +446,15 @@ class Queries:
 
         return await _on_live_connection(pool, send)
 
-    def _one_message(self, settings: LiteralString, name: str) -> LiteralString:
-        """The caller's settings and the named statement as one message (see `read`)."""
-        key = (settings, name)
+    def _one_message(
+        self, count: LiteralString, settings: LiteralString, name: str
+    ) -> LiteralString:
+        """The count (if any), the caller's settings and the named statement as one
+        message (see `read` and `write`)."""
+        key = (count, settings, name)
         sql = self._messages.get(key)
         if sql is None:
-            sql = self._messages[key] = settings + ";\n" + self.sql[name]
+            sql = self._messages[key] = count + settings + ";\n" + self.sql[name]
         return sql
 
     async def read_required(

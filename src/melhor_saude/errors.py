@@ -99,13 +99,31 @@ def register_constraint(name: str, error: type[DomainError]) -> None:
 
 def registered_constraints() -> frozenset[str]:
     """Names of the constraints (and function refusals) that have a domain error."""
-    return frozenset(_CONSTRAINT_ERRORS)
+    return frozenset(_CONSTRAINT_ERRORS) | {RATE_LIMIT_REFUSAL}
+
+
+# `rate_limit_refuse()` (migration 0034): the request's count found it over a limit;
+# the seconds to wait are the error's DETAIL.
+RATE_LIMIT_REFUSAL = "rate_limited"
+
+
+def rate_limit_refusal(exc: psycopg.Error) -> RateLimited | None:
+    """The database's refusal of an over-limit request, as `RateLimited` with its wait;
+    None for any other error."""
+    diag = getattr(exc, "diag", None)
+    if diag is None or diag.constraint_name != RATE_LIMIT_REFUSAL:
+        return None
+    detail = diag.message_detail or ""
+    return RateLimited(retry_after=max(1, int(detail)) if detail.isdigit() else 60)
 
 
 def from_database(exc: psycopg.Error) -> DomainError | None:
     """Translate a database error into a domain error, or None when it is a bug."""
     diag = getattr(exc, "diag", None)
     constraint = diag.constraint_name if diag else None
+    refused = rate_limit_refusal(exc)
+    if refused is not None:
+        return refused
     if constraint and constraint in _CONSTRAINT_ERRORS:
         return _CONSTRAINT_ERRORS[constraint]()
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):

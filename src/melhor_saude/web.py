@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from melhor_saude import errors
 from melhor_saude.context import ANON, SERVICE, Caller, ClientInfo, Ctx, system_clock
-from melhor_saude.db import Conn, RateLimit, transaction
+from melhor_saude.db import Conn, OneStatement, RateLimit, transaction
 from melhor_saude.identity.tokens import caller_from_token
 from melhor_saude.observability import REQUEST_ID_HEADER, request_id_of
 from melhor_saude.schemas import ErrorOut, has_control_characters
@@ -214,6 +214,17 @@ async def _service_ctx(request: Request, conn: ServiceTxDep) -> Ctx:
     )
 
 
+async def _user_write(request: Request, caller: UserDep) -> OneStatement:
+    return one_statement(request, caller)
+
+
+def one_statement(request: Request, caller: Caller) -> OneStatement:
+    """A write of one statement as `caller`, counted as every write is (`write_limits`)."""
+    return OneStatement(
+        request.app.state.pool, caller, client_of(request), write_limits(request, caller)
+    )
+
+
 async def get_pool(request: Request) -> AsyncConnectionPool:
     """The application pool, for the few services that own their transactions."""
     pool: AsyncConnectionPool = request.app.state.pool
@@ -234,6 +245,9 @@ CtxDep = Annotated[Ctx, Depends(_user_ctx)]
 PublicCtxDep = Annotated[Ctx, Depends(_caller_ctx)]
 # ...or the service's, for sign-in paths (rate-limited per address and account).
 ServiceCtxDep = Annotated[Ctx, Depends(_service_ctx)]
+# A signed-in caller's write that is one statement (`Queries.write`: one message, no
+# transaction held open across the request).
+WriteDep = Annotated[OneStatement, Depends(_user_write)]
 
 
 _STATUS_MEANING = {

@@ -19,7 +19,7 @@ from melhor_saude.app import create_app
 from melhor_saude.db import DatabaseUrls
 from melhor_saude.settings import Settings
 
-from ..helpers import TEST_JWT_SECRET, new_email, service_row
+from ..helpers import TEST_JWT_SECRET, book, new_email, service_row, slot
 
 
 def _limited_client(app: FastAPI, ip: str = "192.0.2.10") -> httpx.AsyncClient:
@@ -58,6 +58,47 @@ async def test_writes_are_limited_per_account_and_failures_count(strict_app, fac
         assert (await client.get("/v1/me", headers=ana.headers)).status_code == 200
         ok = await client.patch("/v1/me", json={"full_name": "B"}, headers=bruno.headers)
         assert ok.status_code == 200
+
+
+async def test_a_one_message_write_is_limited_too_and_a_refused_cancel_changes_nothing(
+    strict_app, factory, pool
+):
+    """The cancel is one message (count, then the call): the database refuses it over
+    the limit before the call runs; requests the database refused still count."""
+    user = await factory.person("user", company_id=await factory.company(), allocation=3)
+    specialist = await factory.specialist()
+    reason = {"reason": "Não posso ir"}
+    async with _limited_client(strict_app) as client:
+        booked = await book(client, user, specialist, slot(days=5))  # write 1
+        assert booked.status_code == 201, booked.text
+        booking_id = booked.json()["id"]
+        unknown = "00000000-0000-4000-8000-00000000dead"
+        codes = []
+        for _ in range(2):  # writes 2 and 3: refused by the database, counted
+            r = await client.post(
+                f"/v1/bookings/{unknown}/cancel", json=reason, headers=user.headers
+            )
+            codes.append(r.status_code)
+        assert codes == [404, 404]
+        over = await client.post(
+            f"/v1/bookings/{booking_id}/cancel", json=reason, headers=user.headers
+        )
+        assert (over.status_code, over.json()["code"]) == (429, "RATE_LIMITED")
+        assert 1 <= int(over.headers["retry-after"]) <= 60
+        seed = await client.post(
+            "/functions/v1/booking-cancel",
+            json={"booking_id": booking_id, **reason},
+            headers=user.headers,
+        )
+        assert (seed.status_code, seed.json()["code"]) == (429, "RATE_LIMITED")
+        assert 1 <= int(seed.headers["retry-after"]) <= 60
+    row = await service_row(
+        pool,
+        "SELECT b.status, (SELECT count(*) FROM booking_cancellations c"
+        " WHERE c.booking_id = b.id) AS records FROM bookings b WHERE b.id = %s",
+        (booking_id,),
+    )
+    assert row == {"status": "pending", "records": 0}
 
 
 async def test_auth_endpoints_are_limited_per_address_and_per_account(strict_app):

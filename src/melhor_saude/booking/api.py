@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from melhor_saude.booking import cancellation, reports, schemas, service
 from melhor_saude.idempotency import IdempotencyKey
 from melhor_saude.schemas import DayQuery, Instant, Limit, Offset
-from melhor_saude.web import CtxDep, responses
+from melhor_saude.web import CtxDep, WriteDep, responses
 
 router = APIRouter(prefix="/v1", tags=["bookings"])
 
@@ -98,13 +98,13 @@ async def set_meeting_url(
 
 
 @router.post("/bookings/{booking_id}/cancel", responses=responses(409))
-async def cancel(booking_id: UUID, body: schemas.CancelIn, ctx: CtxDep) -> schemas.CancelOut:
+async def cancel(booking_id: UUID, body: schemas.CancelIn, unit: WriteDep) -> schemas.CancelOut:
     """Cancel a future session (its user, its specialist or an admin; not HR). A reason is
     required. The policy comes from the booking's own notice (default 24 h): the user
     cancelling in time gets the credit back, later forfeits it; cancelled by the
     specialist or an admin, it comes back. Money is never refunded by the system.
     `ALREADY_CANCELLED`, `BOOKING_IN_PAST`, `INVALID_TRANSITION` (completed, no-show)."""
-    return await cancellation.cancel_booking(ctx, str(booking_id), body)
+    return await cancellation.cancel_booking(unit, str(booking_id), body)
 
 
 @router.get("/bookings/{booking_id}/cancellation")

@@ -1,7 +1,7 @@
 """Cancelling a booking: the one path (SPEC §6).
 
-`cancel_booking()` in the database (migration 0018) does all of it in the caller's
-transaction, for the booking's user, its specialist and admins: the status, the
+`cancel_booking()` in the database (migration 0018) does all of it in one transaction,
+for the booking's user, its specialist and admins: the status, the
 immutable cancellation row, the history, the audit entry, the credit settled once
 by the policy decided from the booking's own notice snapshot, and the other
 party's email and in-app notification. Availability absences and company
@@ -14,6 +14,7 @@ from melhor_saude.booking import repository as repo
 from melhor_saude.booking import schemas
 from melhor_saude.booking.errors import CancellationNotFound
 from melhor_saude.context import Ctx
+from melhor_saude.db import OneStatement
 
 
 def outcome_message(cancellation: schemas.CancellationOut) -> str:
@@ -31,9 +32,12 @@ def outcome_message(cancellation: schemas.CancellationOut) -> str:
     )
 
 
-async def cancel_booking(ctx: Ctx, booking_id: str, body: schemas.CancelIn) -> schemas.CancelOut:
-    """Cancel a future, active booking as its user, its specialist or an admin."""
-    result = await repo.cancel_booking(ctx.conn, booking_id, body.reason, body.reason_code)
+async def cancel_booking(
+    unit: OneStatement, booking_id: str, body: schemas.CancelIn
+) -> schemas.CancelOut:
+    """Cancel a future, active booking as its user, its specialist or an admin: one
+    function call, its own transaction (sent whole: `Queries.write`)."""
+    result = await repo.cancel_booking(unit, booking_id, body.reason, body.reason_code)
     cancellation = schemas.CancellationOut.model_validate(result["cancellation"])
     return schemas.CancelOut(
         booking=schemas.BookingOut.model_validate(result["booking"]),

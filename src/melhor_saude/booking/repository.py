@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from melhor_saude.db import Conn, Queries, Row
+from melhor_saude.db import Conn, OneStatement, Queries, Row
 
 _q = Queries("melhor_saude.booking")
 
@@ -91,9 +91,9 @@ async def history(conn: Conn, booking_id: str) -> list[Row]:
     return await _q.all(conn, "history", id=booking_id)
 
 
-async def cancel_booking(conn: Conn, booking_id: str, reason: str, reason_code: str) -> Any:
-    row = await _q.required(
-        conn, "cancel_booking", id=booking_id, reason=reason, reason_code=reason_code
+async def cancel_booking(unit: OneStatement, booking_id: str, reason: str, reason_code: str) -> Any:
+    row = await _q.write_required(
+        unit, "cancel_booking", id=booking_id, reason=reason, reason_code=reason_code
     )
     return row["result"]
 

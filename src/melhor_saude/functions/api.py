@@ -22,12 +22,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from melhor_saude import errors
 from melhor_saude.booking import cancellation, schemas
-from melhor_saude.context import Ctx
-from melhor_saude.db import transaction
+from melhor_saude.db import OneStatement
 from melhor_saude.recurring import service as recurring
 from melhor_saude.recurring.schemas import DispatchIn
 from melhor_saude.schemas import Strict
-from melhor_saude.web import BearerDoc, caller_of, client_of, clock_of, write_limits
+from melhor_saude.web import BearerDoc, caller_of, one_statement
 
 router = APIRouter(prefix="/functions/v1", tags=["edge functions (Supabase compatible)"])
 
@@ -83,14 +82,13 @@ def _from_domain(error: errors.DomainError) -> JSONResponse:
 async def run_function(
     request: Request,
     failure_code: str,
-    work: Callable[[Ctx, dict[str, Any]], Awaitable[JSONResponse]],
-    *,
-    allow_service: bool = False,
+    work: Callable[[OneStatement, dict[str, Any]], Awaitable[JSONResponse]],
 ) -> JSONResponse:
-    """Authenticate, parse the JSON body, run `work` in the caller's transaction, and
-    answer every refusal in the seed's shape; an unexpected failure is `failure_code`."""
+    """Authenticate, parse the JSON body, run `work` (a write of one statement, as the
+    caller, counted as every write is), and answer every refusal in the seed's shape;
+    an unexpected failure is `failure_code`."""
     try:
-        caller = caller_of(request, allow_service=allow_service)
+        caller = caller_of(request)
         if caller.role == "anon":
             raise errors.Unauthorized("Missing or invalid authorization")
         try:
@@ -99,17 +97,7 @@ async def run_function(
             raise errors.InvalidRequest("The body must be a JSON object") from exc
         if not isinstance(body, dict):
             raise errors.InvalidRequest("The body must be a JSON object")
-        async with transaction(
-            request.app.state.pool, caller, client_of(request), write_limits(request, caller)
-        ) as conn:
-            ctx = Ctx(
-                conn=conn,
-                caller=caller,
-                settings=request.app.state.settings,
-                now=clock_of(request),
-                client=client_of(request),
-            )
-            return await work(ctx, body)
+        return await work(one_statement(request, caller), body)
     except ValidationError:
         return function_error(400, "INVALID_REQUEST", "The request is invalid")
     except errors.DomainError as exc:
@@ -160,10 +148,10 @@ async def booking_cancel(request: Request, _: BearerDoc) -> JSONResponse:
     specialist or an admin; `200 {"success": true, "message"}` or `{"error", "code"}`.
     The `apikey` header is accepted and ignored."""
 
-    async def work(ctx: Ctx, body: dict[str, Any]) -> JSONResponse:
+    async def work(unit: OneStatement, body: dict[str, Any]) -> JSONResponse:
         asked = BookingCancelIn.model_validate(body)
         done = await cancellation.cancel_booking(
-            ctx, str(asked.booking_id), schemas.CancelIn(reason=asked.reason)
+            unit, str(asked.booking_id), schemas.CancelIn(reason=asked.reason)
         )
         return JSONResponse({"success": True, "message": done.message}, headers=CORS)
 
