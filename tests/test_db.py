@@ -27,6 +27,22 @@ USERS = {
 WRITER = "00000000-0000-4000-8000-000000000004"
 
 
+def _account(database: DatabaseUrls, user_id: str, email: str) -> None:
+    """The caller's account must exist (the session check reads it)."""
+    with psycopg.connect(database.admin) as owner:
+        owner.execute(
+            "INSERT INTO users (id, email, full_name) VALUES (%s, %s, 'T') ON CONFLICT DO NOTHING",
+            (user_id, email),
+        )
+
+
+def _hits(database: DatabaseUrls, key: str) -> int | None:
+    """The rate-limit count under `key`, as the tables' owner reads it."""
+    with psycopg.connect(database.admin) as owner:
+        found = owner.execute("SELECT hits FROM rate_limits WHERE key = %s", (key,)).fetchone()
+    return int(found[0]) if found else None
+
+
 @pytest.mark.parametrize("method", ["read", "read_prepared"])
 async def test_a_one_round_trip_read_acts_as_the_caller_and_leaves_nothing_open(
     database: DatabaseUrls, method: str
@@ -39,11 +55,7 @@ async def test_a_one_round_trip_read_acts_as_the_caller_and_leaves_nothing_open(
     read = getattr(queries, method)
     user_id = USERS[method]
     app_role = conninfo_to_dict(database.app)["user"]
-    with psycopg.connect(database.admin) as owner:  # the caller's account must exist
-        owner.execute(
-            "INSERT INTO users (id, email, full_name) VALUES (%s, %s, 'W') ON CONFLICT DO NOTHING",
-            (user_id, f"{method}@example.org"),
-        )
+    _account(database, user_id, f"{method}@example.org")
     pool = make_pool(database.app, min_size=1, max_size=1, name="read-test")
     await pool.open(wait=True)
     try:
@@ -90,12 +102,7 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
     body runs as the caller in one transaction, and however it ends the connection
     goes back idle, out of autocommit, with nothing of the caller left on it."""
     user_id = "00000000-0000-4000-8000-000000000003"
-    with psycopg.connect(database.admin) as owner:
-        owner.execute(
-            "INSERT INTO users (id, email, full_name) VALUES (%s, 'tx@example.org', 'T')"
-            " ON CONFLICT DO NOTHING",
-            (user_id,),
-        )
+    _account(database, user_id, "tx@example.org")
     app_role = conninfo_to_dict(database.app)["user"]
     caller = Caller("authenticated", {"sub": user_id})
     client = ClientInfo(ip="192.0.2.7", user_agent="test")
@@ -114,12 +121,6 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
             settings_left: object = await cur.fetchone()
             assert settings_left == {"role": app_role, "claims": ""}
             await conn.rollback()
-
-    def hits(limit: RateLimit) -> int | None:
-        with psycopg.connect(database.admin) as owner:
-            row = owner.execute("SELECT hits FROM rate_limits WHERE key = %s", (limit.key,))
-            found = row.fetchone()
-        return int(found[0]) if found else None
 
     try:
         # 1: counted, runs as the caller with its client, in one transaction.
@@ -164,7 +165,7 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
         assert not ran
         assert 0 < refused.value.retry_after <= 60
         await left_clean()
-        assert hits(limits[0]) == 4
+        assert _hits(database, limits[0].key) == 4
 
         # 4: a session ended since the token was issued: refused after the count.
         with psycopg.connect(database.admin) as owner:
@@ -175,7 +176,7 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
                 ran = True
         assert not ran
         await left_clean()
-        assert hits(other[0]) == 1
+        assert _hits(database, other[0].key) == 1
     finally:
         await pool.close()
 
@@ -194,12 +195,7 @@ async def test_a_one_message_write_counts_acts_as_the_caller_and_always_ends(
         " current_user AS role, auth.client() ->> 'ip' AS ip"
     )
     queries.sql["mark_then_fail"] = "SELECT set_config('test.marker', %(text)s, false), 1 / 0"
-    with psycopg.connect(database.admin) as owner:
-        owner.execute(
-            "INSERT INTO users (id, email, full_name) VALUES (%s, 'w@example.org', 'W')"
-            " ON CONFLICT DO NOTHING",
-            (WRITER,),
-        )
+    _account(database, WRITER, "w@example.org")
     app_role = conninfo_to_dict(database.app)["user"]
     pool = make_pool(database.app, min_size=1, max_size=1, name="write-test")
     await pool.open(wait=True)
@@ -226,11 +222,6 @@ async def test_a_one_message_write_counts_acts_as_the_caller_and_always_ends(
         assert (left["role"], left["claims"]) == (app_role, "")
         return left["marker"]
 
-    def hits(key: str) -> int | None:
-        with psycopg.connect(database.admin) as owner:
-            found = owner.execute("SELECT hits FROM rate_limits WHERE key = %s", (key,)).fetchone()
-        return int(found[0]) if found else None
-
     try:
         # 1: counted; runs as the caller with its client; committed.
         row = await queries.write(unit, "mark", text="one")
@@ -249,12 +240,12 @@ async def test_a_one_message_write_counts_acts_as_the_caller_and_always_ends(
             await queries.write(unit, "mark", text="four")
         assert 0 < refused.value.retry_after <= 60
         assert await marker_left() == "three"
-        assert hits(f"test-write:{WRITER}") == 4
+        assert _hits(database, f"test-write:{WRITER}") == 4
 
         # 4: without limits nothing is counted (the service's own writes).
         free = OneStatement(pool, caller)
         assert (await queries.write_required(free, "mark", text="five"))["marker"] == "five"
-        assert hits(f"test-write:{WRITER}") == 4
+        assert _hits(database, f"test-write:{WRITER}") == 4
 
         # 5: a session ended since the token was issued: refused after the count.
         with psycopg.connect(database.admin) as owner:
@@ -263,6 +254,6 @@ async def test_a_one_message_write_counts_acts_as_the_caller_and_always_ends(
         with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
             await queries.write(ended, "mark", text="six")
         assert await marker_left() == "five"
-        assert hits(f"test-write-ended:{WRITER}") == 1
+        assert _hits(database, f"test-write-ended:{WRITER}") == 1
     finally:
         await pool.close()
