@@ -65,9 +65,7 @@ async def test_only_the_specialist_an_admin_or_the_service_confirm_or_complete(
     assert await _as_owner(database, _claims(spec), complete, (booking,)) is None
 
 
-async def test_a_booking_starts_pending_unless_the_service_or_an_admin_writes_it(
-    database, factory
-):
+async def test_a_booking_starts_pending_unless_the_service_or_an_admin_writes_it(database, factory):
     spec = await factory.specialist()
     ana = await factory.person("user")
     admin = await factory.person("admin")
