@@ -1,6 +1,6 @@
 """The usage counters follow the ledger whatever one statement writes: several companies
-and members, reservations, releases and settlements together (migration 0039 keeps
-them per statement, as the dispatcher reserves a whole batch in one insert)."""
+and members, reservations, releases and settlements together (the dispatcher reserves a
+whole batch in one insert)."""
 
 from __future__ import annotations
 
