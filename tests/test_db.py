@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import ClientInfo
 from melhor_saude.db import (
@@ -95,6 +98,23 @@ async def test_a_one_round_trip_read_acts_as_the_caller_and_leaves_nothing_open(
         await pool.close()
 
 
+async def _left_on(pool: AsyncConnectionPool) -> dict[str, Any]:
+    """What a one-connection pool's connection holds between requests: it must be idle and
+    out of autocommit; its role, request claims and `test.marker` setting are returned."""
+    async with pool.connection() as conn:  # the same (only) connection
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        assert not conn.autocommit
+        cur = await conn.execute(
+            "SELECT current_user AS role,"
+            " coalesce(current_setting('request.jwt.claims', true), '') AS claims,"
+            " current_setting('test.marker', true) AS marker"
+        )
+        left: object = await cur.fetchone()  # a dict: the pool makes dict rows
+        await conn.rollback()
+    assert isinstance(left, dict)
+    return left
+
+
 async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
     database: DatabaseUrls,
 ) -> None:
@@ -111,16 +131,8 @@ async def test_a_transaction_counts_begins_as_the_caller_and_always_ends(
     await pool.open(wait=True)
 
     async def left_clean() -> None:
-        async with pool.connection() as conn:  # the same (only) connection
-            assert conn.info.transaction_status == TransactionStatus.IDLE
-            assert not conn.autocommit
-            cur = await conn.execute(
-                "SELECT current_user AS role,"
-                " coalesce(current_setting('request.jwt.claims', true), '') AS claims"
-            )
-            settings_left: object = await cur.fetchone()
-            assert settings_left == {"role": app_role, "claims": ""}
-            await conn.rollback()
+        left = await _left_on(pool)
+        assert (left["role"], left["claims"]) == (app_role, "")
 
     try:
         # 1: counted, runs as the caller with its client, in one transaction.
@@ -208,17 +220,7 @@ async def test_a_one_message_write_counts_acts_as_the_caller_and_always_ends(
     )
 
     async def marker_left() -> object:
-        async with pool.connection() as conn:  # the same (only) connection
-            assert conn.info.transaction_status == TransactionStatus.IDLE
-            assert not conn.autocommit
-            cur = await conn.execute(
-                "SELECT current_user AS role,"
-                " coalesce(current_setting('request.jwt.claims', true), '') AS claims,"
-                " current_setting('test.marker', true) AS marker"
-            )
-            left: object = await cur.fetchone()  # a dict: the pool makes dict rows
-            await conn.rollback()
-        assert isinstance(left, dict)
+        left = await _left_on(pool)
         assert (left["role"], left["claims"]) == (app_role, "")
         return left["marker"]
 
