@@ -7,10 +7,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import ANON, SERVICE
-from melhor_saude.db import transaction
+from melhor_saude.db import DatabaseUrls, transaction
 from melhor_saude.notification.service import enqueue_email
 from melhor_saude.notification.templates import TEMPLATES, render
 
@@ -88,6 +89,56 @@ async def test_an_event_email_honours_the_recipients_preference(
     assert row["to_address"] == person.email
 
 
+async def test_many_emails_in_one_statement_follow_the_one_email_rule(
+    factory: Factory, database: DatabaseUrls
+) -> None:
+    """`queue_emails()` (the dispatcher's, for a batch) queues what `queue_email()` would
+    for each recipient: not to one whose preference for the event is off, nor to an
+    anonymized account; to the account's address unless one is given; in the order
+    given."""
+    keen, quiet, gone, other = [await factory.person("user") for _ in range(4)]
+    params = [{"name": str(n)} for n in range(5)]
+    users = [keen.id, quiet.id, gone.id, other.id, None]
+    to = [None, None, None, "outra@example.org", "convite@example.org"]
+    with psycopg.connect(database.admin) as owner:
+        owner.execute(
+            "INSERT INTO notification_preferences (user_id, event, channel, enabled)"
+            " VALUES (%s, 'booking_created', 'email', false)",
+            (quiet.id,),
+        )
+        owner.execute("UPDATE users SET anonymized_at = now() WHERE id = %s", (gone.id,))
+        one_by_one = []
+        for user, p, address in zip(users, params, to, strict=True):
+            row = owner.execute(
+                "SELECT queue_email(%s, 'booking_created', %s, 'booking_created', %s)",
+                (user, Jsonb(p), address),
+            ).fetchone()
+            assert row
+            one_by_one.append(row[0])
+        queued = [
+            row[0]
+            for row in owner.execute(
+                "SELECT queue_emails(%s::uuid[], 'booking_created', %s::jsonb[],"
+                " 'booking_created', %s::text[])",
+                (users, [Jsonb(p) for p in params], to),
+            ).fetchall()
+        ]
+        rows = owner.execute(
+            "SELECT id, user_id, to_address, params->>'name' FROM email_outbox WHERE id = ANY(%s)",
+            (queued + [i for i in one_by_one if i],),
+        ).fetchall()
+        owner.rollback()
+    found = {row[0]: (str(row[1]) if row[1] else None, row[2], row[3]) for row in rows}
+    expected = [
+        (keen.id, keen.email, "0"),
+        (other.id, "outra@example.org", "3"),
+        (None, "convite@example.org", "4"),
+    ]
+    assert [found[i] for i in queued] == expected
+    assert [found[i] for i in one_by_one if i] == expected
+    assert [i is None for i in one_by_one] == [False, True, True, False, False]
+
+
 async def test_rolled_back_transaction_leaves_no_row(pool: AsyncConnectionPool) -> None:
     queued: list[str | None] = []
 
@@ -133,6 +184,11 @@ async def test_api_roles_can_neither_queue_nor_read_nor_change_emails(
         ),
         (
             'SELECT queue_email(%s, \'verify_email\', \'{"name": "x", "token": "t"}\')',
+            (person.id,),
+        ),
+        (
+            "SELECT queue_emails(ARRAY[%s]::uuid[], 'verify_email',"
+            ' ARRAY[\'{"name": "x", "token": "t"}\'::jsonb])',
             (person.id,),
         ),
         ("SELECT count(*) FROM procrastinate_jobs", None),

@@ -187,6 +187,12 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
             r = await book(client, frugal, packaged, slot(day, 9), package_purchase_id=half_used)
             assert r.status_code == 201, r.text
         revoked = await _purchase(client, spender, packaged, days=60)
+        quiet = await employee()
+        admin.execute(
+            "INSERT INTO notification_preferences (user_id, event, channel, enabled)"
+            " VALUES (%s, 'recurring_occurrence_created', 'email', false)",
+            (quiet.id,),
+        )
         admin.execute("UPDATE package_purchases SET status = 'revoked' WHERE id = %s", (revoked,))
         series = [
             # 0: all booked; 1: the third has no credits left
@@ -214,6 +220,8 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
                     purchase=half_used),
             _series(admin, spender, packaged, local_time="14:00", funding="package",
                     purchase=revoked),
+            # 15: all booked, and no email: its client turned them off
+            _series(admin, quiet, plain, local_time="08:00"),
         ]  # fmt: skip
         r = await client.post(
             f"/v1/specialists/{on_vacation.id}/exceptions",
@@ -263,12 +271,14 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
         ("booked", None), ("booked", None), ("skipped", "NO_CREDITS_LEFT")
     ]  # fmt: skip
     assert reasons[(series[14], _day(1))] == ("skipped", "PACKAGE_NOT_APPLICABLE")
+    assert [reasons[(series[15], _day(d))] for d in DATES] == [("booked", None)] * 3
     booked = sum(1 for *_, o, _ in bulk["outcomes"] if o == "booked")
-    assert len(bulk["bookings"]) == len(bulk["history"]) == booked == 20
+    assert len(bulk["bookings"]) == len(bulk["history"]) == booked == 23
     assert len(bulk["ledger"]) == booked - 3  # the self-paid sessions reserve nothing
     skipped = sum(1 for *_, o, why in bulk["outcomes"] if o == "skipped" and why != "PAUSED")
     assert len(bulk["notifications"]) == skipped
-    assert len(bulk["emails"]) == booked + skipped
+    assert len(bulk["emails"]) == booked - 3 + skipped  # none to the client who said no
+    assert not [e for e in bulk["emails"] if str(e[0]) == quiet.id]
 
 
 async def test_a_batch_whose_occurrences_clash_goes_one_by_one(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from melhor_saude.recurring.calendar import (
     Schedule,
     dates_between,
+    dates_through,
     is_occurrence,
     next_after,
     starts_at,
@@ -100,3 +101,30 @@ def test_dates_are_the_same_however_the_window_is_cut(start: date, frequency: st
 def _last_day(d: date) -> int:
     following = date(d.year + d.month // 12, d.month % 12 + 1, 1)
     return following.toordinal() - date(d.year, d.month, 1).toordinal()
+
+
+@settings(deadline=None)
+@given(
+    start=st.dates(min_value=date(2025, 1, 1), max_value=date(2030, 12, 31)),
+    frequency=st.sampled_from(["weekly", "biweekly", "monthly"]),
+    length=st.one_of(st.none(), st.integers(min_value=0, max_value=400)),
+    offset=st.integers(min_value=-40, max_value=500),
+    window=st.integers(min_value=-3, max_value=40),
+)
+def test_the_dispatchers_one_pass_gives_the_dates_and_where_the_series_goes_on(
+    start: date, frequency: str, length: int | None, offset: int, window: int
+) -> None:
+    """`dates_through()`: a window's dates and the first date after it, as the series'
+    whole list of dates has them (a window may start before the series, end before it
+    starts, or lie past its end)."""
+    end = start + timedelta(days=length) if length is not None else None
+    series = _series(frequency, start, end)
+    first = start + timedelta(days=offset)
+    last = first + timedelta(days=window)
+    every = list(upcoming(series, start, 100))  # past any window: 100 weeks > 540 days
+    assert every[:1] == [start]
+    due, following = dates_through(series, first, last)
+    assert due == [d for d in every if first <= d <= last]
+    after = [d for d in every if d > last]
+    assert following == (after[0] if after else None)
+    assert (due, following) == (dates_between(series, first, last), next_after(series, last))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -55,18 +55,28 @@ def rule(schedule: Schedule) -> rrule:
     return rrule(WEEKLY, dtstart=start, until=until, interval=interval)
 
 
+def dates_through(schedule: Schedule, first: date, last: date) -> tuple[list[date], date | None]:
+    """The series' dates from `first` to `last`, both inclusive, and its first date after
+    `last` (None when it has ended): what the dispatcher books of a series and where the
+    series goes on from, out of one pass over one rule."""
+    due: list[date] = []
+    for found in rule(schedule).xafter(_midnight(min(first, last + timedelta(days=1))), inc=True):
+        day = found.date()
+        if day > last:
+            return due, day
+        if day >= first:
+            due.append(day)
+    return due, None
+
+
 def dates_between(schedule: Schedule, first: date, last: date) -> list[date]:
     """The series' dates from `first` to `last`, both inclusive."""
-    if last < first:
-        return []
-    found = rule(schedule).between(_midnight(first), _midnight(last), inc=True)
-    return [d.date() for d in found]
+    return dates_through(schedule, first, last)[0]
 
 
 def next_after(schedule: Schedule, day: date) -> date | None:
     """The series' first date after `day`, or None when it has ended."""
-    found = rule(schedule).after(_midnight(day), inc=False)
-    return found.date() if found else None
+    return dates_through(schedule, day + timedelta(days=1), day)[1]
 
 
 def upcoming(schedule: Schedule, first: date, count: int) -> Iterator[date]:

@@ -191,10 +191,12 @@ class _Run:
         last_dates: list[date | None] = []
         for row in claimed:
             schedule = _schedule(row)
-            due = calendar.dates_between(schedule, row["next_booking_date"], self.horizon)
+            due, following = calendar.dates_through(
+                schedule, row["next_booking_date"], self.horizon
+            )
             series += [str(row["id"])] * len(due)
             dates += due
-            next_dates.append(calendar.next_after(schedule, self.horizon))
+            next_dates.append(following)
             last_dates.append(due[-1] if due else None)
         for outcome in await repo.dispatch(
             conn,
