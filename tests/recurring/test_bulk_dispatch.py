@@ -281,7 +281,7 @@ async def test_bulk_and_one_by_one_dispatch_write_the_same(
     assert not [e for e in bulk["emails"] if str(e[0]) == quiet.id]
 
 
-async def test_a_batch_whose_occurrences_clash_goes_one_by_one(
+async def test_an_occurrence_that_clashes_with_an_earlier_one_waits_for_it(
     factory: Factory, pool, database: DatabaseUrls
 ):
     company = await factory.company()
@@ -296,12 +296,42 @@ async def test_a_batch_whose_occurrences_clash_goes_one_by_one(
     bulk = await _dispatch(pool, batch, one_by_one=False)
     single = await _dispatch(pool, batch, one_by_one=True)
     assert bulk.pop("notices") == [
-        "recurring dispatch: occurrences of this batch clash; going one by one"
+        "recurring dispatch: 1 of this batch clash with earlier ones; they go one by one"
     ]
     single.pop("notices")
     assert bulk == single
     assert [(o, why) for *_, o, why in bulk["outcomes"]] == [
         ("booked", None), ("skipped", "SLOT_TAKEN"), ("booked", None)
+    ]  # fmt: skip
+
+
+async def test_a_clashing_occurrence_is_booked_when_the_earlier_one_is_refused(
+    factory: Factory, pool, database: DatabaseUrls
+):
+    """The later of two clashing occurrences is decided after the earlier one: booked
+    when the earlier one is refused (here its client has no credits left), whatever the
+    rest of the batch does in bulk meanwhile."""
+    company = await factory.company()
+    specialist = await factory.specialist()
+    broke = await factory.person("user", company_id=company, allocation=0)
+    others = [await factory.person("user", company_id=company, allocation=5) for _ in range(3)]
+    with _admin(database) as admin:
+        series = [
+            _series(admin, broke, specialist),
+            _series(admin, others[0], await factory.specialist()),
+            _series(admin, others[1], specialist),  # at the same hour as the first
+            _series(admin, others[2], specialist, local_time="12:00"),
+        ]
+    batch = [(s, _day(1)) for s in series]
+    bulk = await _dispatch(pool, batch, one_by_one=False)
+    single = await _dispatch(pool, batch, one_by_one=True)
+    assert bulk.pop("notices") == [
+        "recurring dispatch: 1 of this batch clash with earlier ones; they go one by one"
+    ]
+    single.pop("notices")
+    assert bulk == single
+    assert [(o, why) for *_, o, why in bulk["outcomes"]] == [
+        ("skipped", "NO_CREDITS_LEFT"), ("booked", None), ("booked", None), ("booked", None)
     ]  # fmt: skip
 
 

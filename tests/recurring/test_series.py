@@ -186,10 +186,40 @@ async def test_a_run_in_lanes_shares_the_specialists_and_books_each_once(
     assert len(summary.bookings) == len(set(summary.bookings)) >= len(made)
 
 
+async def test_claims_take_a_specialists_series_together_and_go_on_after_the_last(
+    client, factory, pool, settings
+):
+    """A lane's claims walk the due series in the order of specialist, due date and id
+    (so a batch holds a specialist's series together), each claim after the cursor of
+    the one before: page by page, every due series once, in that order."""
+    for _ in range(3):
+        user, specialist = await _client_and_specialist(factory)
+        other, _ = await _client_and_specialist(factory)
+        await _series(client, user, specialist)
+        await _series(client, other, specialist, local_time="11:00")
+    horizon = dispatcher.horizon_of(settings, None)
+    async with transaction(pool, SERVICE) as conn:
+        whole = await repo.claim_due(conn, horizon, 10_000, None)
+    keys = [(str(r["specialist_id"]), r["next_booking_date"], str(r["id"])) for r in whole]
+    assert keys == sorted(keys)
+    assert len(keys) >= 6
+    paged: list[str] = []
+    after = None
+    while True:
+        async with transaction(pool, SERVICE) as conn:
+            page = await repo.claim_due(conn, horizon, 4, after)
+        if not page:
+            break
+        paged += [str(r["id"]) for r in page]
+        after = repo.cursor_after(page)
+    assert paged == [key[2] for key in keys]
+
+
 async def test_a_lane_outside_the_run_is_refused(pool):
     for lane, lanes in ((3, 3), (-1, 2), (0, 0), (0, 257)):
         refusal = await sql_refusal(
-            pool, SERVICE, "SELECT * FROM claim_due_series(current_date, 1, NULL, NULL, %s, %s)",
+            pool, SERVICE,
+            "SELECT * FROM claim_due_series(current_date, 1, NULL, NULL, NULL, %s, %s)",
             (lane, lanes),
         )  # fmt: skip
         assert isinstance(refusal, psycopg.errors.InvalidParameterValue), (lane, lanes)
@@ -222,6 +252,40 @@ async def test_a_run_killed_midway_is_finished_by_the_next(
     for series in made:
         assert [o["outcome"] for o in await _occurrences(pool, series["id"])] == ["booked"]
         assert await _bookings(pool, series["id"]) == 1
+
+
+async def test_a_series_held_when_its_lane_passed_is_booked_at_the_lanes_end(
+    client, factory, pool, settings, database: DatabaseUrls, monkeypatch
+):
+    """A lane's claims go on after a cursor, so they pass over a series another writer
+    holds (`SKIP LOCKED`); at its end the lane claims once more from the start, and books
+    the series if it has been let go meanwhile."""
+    made = []
+    for _ in range(2):
+        user, specialist = await _client_and_specialist(factory)
+        made.append((await _series(client, user, specialist))["series"])
+    held, later = sorted(made, key=lambda s: (s["specialist_id"], s["id"]))
+    passed_over: list[bool] = []
+    with psycopg.connect(database.admin) as holder:
+        holder.execute("SELECT 1 FROM recurring_bookings WHERE id = %s FOR UPDATE", (held["id"],))
+
+        def _occurred(series_id: str) -> bool:
+            return bool(
+                holder.execute(
+                    "SELECT 1 FROM recurring_occurrences WHERE series_id = %s", (series_id,)
+                ).fetchone()
+            )
+
+        def let_go_once_past(_: dispatcher.DispatchSummary) -> None:
+            if not passed_over and _occurred(later["id"]):
+                passed_over.append(not _occurred(held["id"]))
+                holder.commit()
+
+        monkeypatch.setattr(dispatcher, "BATCH_SERIES", 1)
+        await dispatcher.dispatch(pool, settings, lanes=1, on_batch=let_go_once_past)
+    assert passed_over == [True]  # the lane had gone past the held series
+    for series in made:
+        assert [o["outcome"] for o in await _occurrences(pool, series["id"])] == ["booked"]
 
 
 async def _skip_reason(pool: AsyncConnectionPool, series_id: str) -> str:

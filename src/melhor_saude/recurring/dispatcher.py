@@ -6,20 +6,23 @@ work and never the same series), compute their dates with the calendar, and hand
 whole batch to `dispatch_recurring()`, which writes each occurrence's unique row and
 books the batch in bulk: every check of a manual booking run once for the whole batch
 as a set, one multi-row insert of its bookings (migration 0028). Occurrences that
-cannot be booked are recorded with the reason (and the client told). A batch whose
-occurrences clash, or that the bulk path fails on, is booked one by one through
-`book_session()`, the manual booking's own function, with the same outcomes. A run
-killed mid-batch loses only that batch's uncommitted work; the next run does it again.
+cannot be booked are recorded with the reason (and the client told). An occurrence
+that clashes with an earlier one of its batch is booked one by one after the rest
+(migration 0040); a batch the bulk path fails on is booked one by one whole. One by
+one is through `book_session()`, the manual booking's own function, with the same
+outcomes. A run killed mid-batch loses only that batch's uncommitted work; the next
+run does it again.
 
 A run has `recurring_dispatch_lanes` lanes (migration 0033): concurrent chains of
 batches, each on its own connection, lane k claiming only the series of its share of
-the specialists. A batch holds its specialists' calendars until it commits, so lanes
-never wait for each other there; the companies' credit counters, which every batch
-shares, it locks only at its end. With one lane, one PostgreSQL backend does all the
-work. Batches stay moderate (`BATCH_SERIES`; 1,000 series per batch were no faster
-than 500). Several runs at once are safe (each occurrence once). A batch that meets
-another writer's locks in the opposite order (a deadlock) is rolled back by
-PostgreSQL and claimed again.
+the specialists. A lane claims a specialist's series together (migration 0040: a batch
+holds about 50 specialists, not 480), each claim after the last one's cursor. A batch
+holds its specialists' calendars until it commits, so lanes never wait for each other
+there; the companies' credit counters, which every batch shares, it locks only at its
+end. With one lane, one PostgreSQL backend does all the work. Batches stay moderate
+(`BATCH_SERIES`; 1,000 series per batch were no faster than 500). Several runs at once
+are safe (each occurrence once). A batch that meets another writer's locks in the
+opposite order (a deadlock) is rolled back by PostgreSQL and claimed again.
 """
 
 from __future__ import annotations
@@ -159,20 +162,24 @@ class _Run:
     keep_bookings: bool
 
     async def lane(self, lane: tuple[int, int]) -> None:
-        """Batch after batch of this lane's due series, until none is left."""
-        after: tuple[date, str] | None = None
+        """Batch after batch of this lane's due series, until none is left: each claim
+        after the last one's cursor, and at the end once more from the start, for series
+        another writer held when the lane passed them (another run's batch that was then
+        rolled back, say). A dry run books nothing, so it makes one pass."""
+        after: repo.Cursor | None = None
         while True:
             batch = DispatchSummary()
             try:
                 async with transaction(self.pool, SERVICE) as conn:
                     claimed = await repo.claim_due(conn, self.horizon, BATCH_SERIES, after, lane)
                     if not claimed:
-                        return
+                        if after is None or self.dry_run:
+                            return
+                        after = None
+                        continue
                     await self._book(conn, claimed, batch)
                     if self.dry_run:
-                        # Rolled back; the next page starts after this one.
-                        after = (claimed[-1]["next_booking_date"], str(claimed[-1]["id"]))
-                        raise _DryRun
+                        raise _DryRun  # rolled back
             except _DryRun:
                 pass
             except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as exc:
@@ -180,6 +187,9 @@ class _Run:
                 # other order: this batch was rolled back whole; claim it again.
                 log.warning("recurring dispatch: batch rolled back (%s); trying again", exc)
                 continue
+            # The next claim starts after this batch (booked, or rolled back in a dry
+            # run), not again from the lane's first specialist.
+            after = repo.cursor_after(claimed)
             _merge(self.summary, batch)
             if self.on_batch:
                 self.on_batch(self.summary)

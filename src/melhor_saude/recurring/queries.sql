@@ -45,9 +45,10 @@ SELECT count(*) AS due FROM recurring_bookings
 WHERE is_active AND next_booking_date IS NOT NULL AND next_booking_date <= %(horizon)s;
 
 -- claim_due --
-SELECT id, frequency, start_date, end_date, local_time, timezone, next_booking_date
-FROM claim_due_series(%(horizon)s, %(limit)s, %(after_date)s, %(after_id)s, %(lane)s,
-                      %(lanes)s);
+SELECT id, specialist_id, frequency, start_date, end_date, local_time, timezone,
+       next_booking_date
+FROM claim_due_series(%(horizon)s, %(limit)s, %(after_specialist)s, %(after_date)s,
+                      %(after_id)s, %(lane)s, %(lanes)s);
 
 -- dispatch --
 SELECT series_id, occurrence_date, outcome, booking_id, reason

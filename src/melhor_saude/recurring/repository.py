@@ -68,21 +68,32 @@ async def count_due(conn: Conn, horizon: date) -> int:
     return int((await _q.required(conn, "count_due", horizon=horizon))["due"])
 
 
+# Where a lane's claims go on from: the (specialist, due date, id) of its last series.
+Cursor = tuple[str, date, str]
+
+
+def cursor_after(claimed: list[Row]) -> Cursor:
+    last = claimed[-1]
+    return (str(last["specialist_id"]), last["next_booking_date"], str(last["id"]))
+
+
 async def claim_due(
     conn: Conn,
     horizon: date,
     limit: int,
-    after: tuple[date, str] | None,
+    after: Cursor | None,
     lane: tuple[int, int] = (0, 1),
 ) -> list[Row]:
-    """Lock up to `limit` due series of lane `lane[0]` of `lane[1]`, after `after`."""
+    """Lock up to `limit` due series of lane `lane[0]` of `lane[1]`, a specialist's at a
+    time (in the order of specialist, due date, id), after `after`."""
     return await _q.all(
         conn,
         "claim_due",
         horizon=horizon,
         limit=limit,
-        after_date=after[0] if after else None,
-        after_id=after[1] if after else None,
+        after_specialist=after[0] if after else None,
+        after_date=after[1] if after else None,
+        after_id=after[2] if after else None,
         lane=lane[0],
         lanes=lane[1],
     )
