@@ -6,7 +6,8 @@
 
 On a fresh copy of a database prepared by `bench/dispatch.py --prepare-only` (the
 copy is migrated, so the code under test is the working tree's), this installs a copy
-of `dispatch_occurrences_in_bulk()` that raises a notice with `clock_timestamp()`
+of `dispatch_occurrences_in_bulk()` (or, with `--function dispatch`, of
+`dispatch_recurring()`, which calls it) that raises a notice with `clock_timestamp()`
 before each of its top-level statements, and runs `--explain`'s statements under
 `EXPLAIN (ANALYZE, BUFFERS, WAL)` (their plans, trigger and foreign-key times printed).
 Then, `--rounds` times, it claims one batch of lane 0 as the dispatcher does, books it
@@ -17,9 +18,10 @@ statement. The copy is dropped at the end (`--keep` keeps it).
 
 Timing adds its own overhead (a notice per statement; `EXPLAIN ANALYZE` times every
 node): compare rounds and copies measured the same way, not these figures with a full
-run's (`bench/dispatch.py`). Only the bulk path is instrumented; what
+run's (`bench/dispatch.py`). By default only the bulk path is instrumented; what
 `dispatch_recurring()` does around it (the working table, the series' next dates, the
-occurrence rows) shows as the batch's time not covered by the statements.
+occurrence rows) shows as the batch's time not covered by the statements, and
+`--function dispatch` times those statements instead (the bulk path then shows as one).
 """
 
 from __future__ import annotations
@@ -48,11 +50,14 @@ from melhor_saude.recurring import repository as repo
 from melhor_saude.settings import Settings
 from run import SECRET, drop_db, server_url
 
-BULK = "dispatch_occurrences_in_bulk(text)"
+FUNCTIONS = {
+    "bulk": "dispatch_occurrences_in_bulk(text)",
+    "dispatch": "dispatch_recurring(uuid[], date[], uuid[], date[], date[], text, boolean)",
+}
 MARK = "@stage"
 # A top-level statement of the function's body: four spaces in, after a line that
 # ended the previous statement (or the BEGIN).
-STATEMENT = re.compile(r"    (?:INSERT|PERFORM|UPDATE|WITH|IF EXISTS|IF NOT|RETURN)")
+STATEMENT = re.compile(r"    (?:INSERT|PERFORM|UPDATE|WITH|IF |ANALYZE|RETURN)")
 EXPLAINED = {
     "bookings": re.compile(r"(?s)    INSERT INTO public\.bookings .*?;\n"),
     "ledger": re.compile(r"(?s)    INSERT INTO public\.session_credit_ledger .*?;\n"),
@@ -85,7 +90,7 @@ def instrumented(source: str, explain: list[str]) -> str:
     for name in explain:
         found = EXPLAINED[name].search(text)
         if not found:
-            raise SystemExit(f"no {name} statement in {BULK}")
+            raise SystemExit(f"no {name} statement in {FUNCTIONS['bulk']}")
         statement = found.group(0).strip().rstrip(";").replace("p_default_currency", "'EUR'")
         text = text.replace(
             found.group(0),
@@ -156,11 +161,16 @@ def main() -> None:
     parser.add_argument(
         "--explain", default="", help=f"comma-separated, of: {', '.join(EXPLAINED)}"
     )
+    parser.add_argument(
+        "--function", choices=sorted(FUNCTIONS), default="bulk", help="the function timed"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the copy")
     args = parser.parse_args()
     explain = [name for name in args.explain.split(",") if name]
     if unknown := set(explain) - set(EXPLAINED):
         parser.error(f"unknown --explain: {', '.join(sorted(unknown))}")
+    if explain and args.function != "bulk":
+        parser.error("--explain names statements of the bulk path (--function bulk)")
     server = server_url()
     name = f"ms_stages_{uuid.uuid4().hex[:8]}"
     owner = copy_db(server, args.template, name)
@@ -168,7 +178,9 @@ def main() -> None:
         migrate(owner)
         with psycopg.connect(owner, autocommit=True) as conn:
             row: Any = conn.execute(
-                sql.SQL("SELECT pg_get_functiondef({}::regprocedure)").format(BULK)
+                sql.SQL("SELECT pg_get_functiondef({}::regprocedure)").format(
+                    FUNCTIONS[args.function]
+                )
             ).fetchone()
             conn.execute(instrumented(row[0], explain).encode())
         asyncio.run(rounds(app_url_for(owner, "ms_app", None), args.rounds))
