@@ -72,8 +72,7 @@ BEGIN
     PERFORM set_config('app.status_reason', p_reason_code, true);
     UPDATE public.bookings SET status = 'cancelled' WHERE id = p_booking RETURNING * INTO b;
     -- The reservation (company quota or package) is settled once; a self-paid booking
-    -- has none: money is never refunded by the system.
-    -- A self-paid booking has no reservation to settle.
+    -- has none (nothing to ask for): money is never refunded by the system.
     IF b.funding = 'self_pay' THEN
         settled := false;
     ELSE
