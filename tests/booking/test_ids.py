@@ -57,5 +57,6 @@ async def test_a_booking_and_what_its_cancellation_writes_have_time_ordered_ids(
         " (SELECT array_agg(id) FROM notifications WHERE user_id = %(s)s) AS notes",
         {"s": specialist.id},
     )
-    assert row["emails"] and row["notes"]
+    assert row["emails"]
+    assert row["notes"]
     assert all(value.version == 7 for value in [*row["emails"], *row["notes"]])

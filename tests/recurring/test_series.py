@@ -455,3 +455,49 @@ async def test_the_dispatch_run_is_audited_with_its_counts(pool, settings: Setti
     )
     assert row["details"]["created"] == summary.created
     assert set(row["details"]) >= {"series", "created", "skipped", "missed", "failed", "date"}
+
+
+async def test_skipped_clients_are_told_why_each_by_the_channels_they_keep(
+    client, factory, pool, settings
+):
+    """A batch's skipped clients are told in one statement per channel (migration 0044):
+    the email's facts and the in-app text name the time and the reason, and a client
+    who turned the event off on a channel hears nothing on it."""
+    told, quiet = [await _client_and_specialist(factory) for _ in range(2)]
+    made = [(await _series(client, user, spec))["series"] for user, spec in (told, quiet)]
+    off = [{"event": "recurring_occurrence_skipped", "channel": channel, "enabled": False}
+           for channel in ("email", "in_app")]  # fmt: skip
+    r = await client.put(
+        "/v1/notifications/preferences", json={"preferences": off}, headers=quiet[0].headers
+    )
+    assert r.status_code == 200, r.text
+    at = datetime.combine(_day(1), datetime.min.time(), UTC).replace(hour=10)
+    for _, specialist in (told, quiet):
+        assert (await book(client, await factory.person("user"), specialist, at)).status_code == 201
+    await dispatcher.dispatch(pool, settings)
+    assert [await _skip_reason(pool, series["id"]) for series in made] == ["SLOT_TAKEN"] * 2
+    assert await _told(pool, quiet[0]) == (0, 0)
+    assert await _told(pool, told[0]) == (1, 1)
+    row = await service_row(
+        pool,
+        "SELECT (SELECT params FROM email_outbox WHERE user_id = %(u)s"
+        "        AND template = 'recurring_occurrence_skipped') AS params,"
+        " (SELECT json_build_object('title', title, 'body', body, 'data', data)"
+        "  FROM notifications WHERE user_id = %(u)s"
+        "        AND event = 'recurring_occurrence_skipped') AS note,"
+        " (SELECT full_name FROM users WHERE id = %(u)s) AS name,"
+        " (SELECT display_name FROM specialists WHERE id = %(s)s) AS specialist,"
+        " (SELECT timezone FROM specialists WHERE id = %(s)s) AS timezone",
+        {"u": told[0].id, "s": told[1].id},
+    )
+    local = datetime.combine(_day(1), datetime.min.time()).replace(hour=10)
+    assert datetime.fromisoformat(row["params"].pop("starts_at")) == at
+    assert row["params"] == {
+        "name": row["name"], "specialist": row["specialist"], "timezone": row["timezone"],
+        "why": "o horário já estava ocupado",
+    }  # fmt: skip
+    assert row["note"] == {
+        "title": "Sessão recorrente não marcada",
+        "body": f"A sessão de {local:%d/%m/%Y %H:%M} não foi marcada: o horário já estava ocupado.",
+        "data": {"series_id": made[0]["id"], "reason": "SLOT_TAKEN"},
+    }
