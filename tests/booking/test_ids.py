@@ -35,7 +35,7 @@ def test_uuid_v7_carries_the_time_the_version_and_the_variant(database: Database
     # Within a millisecond or two of the client's clock (the same machine's).
     assert all(before - 2 <= _millis(value) <= after + 2 for value in ids)
     assert _millis(later) > max(_millis(value) for value in ids)
-    # The 74 bits after the time and version are still random: no two ids share them.
+    # What follows the time is still random: no two ids share their last 74 bits.
     assert len({value.int & ((1 << 74) - 1) for value in ids}) == len(ids)
 
 
