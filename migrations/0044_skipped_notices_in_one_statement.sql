@@ -61,7 +61,8 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION notify_occurrences_skipped() FROM PUBLIC;
 
--- Only the notices' statement changes.
+-- Only the notices' statement changes, and the bulk path's answer, always true since
+-- 0040, is no longer tested (a branch nothing could reach).
 CREATE OR REPLACE FUNCTION dispatch_recurring(p_series uuid[], p_dates date[], p_claimed uuid[],
                                    p_next date[], p_last date[], p_default_currency text,
                                    p_one_by_one boolean DEFAULT false)
@@ -153,9 +154,9 @@ BEGIN
         PERFORM public.dispatch_occurrences_one_by_one(p_default_currency);
     ELSE
         BEGIN
-            IF NOT public.dispatch_occurrences_in_bulk(p_default_currency) THEN
-                PERFORM public.dispatch_occurrences_one_by_one(p_default_currency);
-            END IF;
+            -- Its answer is always true since 0040 (a batch's clashes are deferred,
+            -- no longer handed back): only a failure sends the batch one by one.
+            PERFORM public.dispatch_occurrences_in_bulk(p_default_currency);
         EXCEPTION WHEN OTHERS THEN
             -- Everything the bulk path did is rolled back with this block.
             GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
