@@ -177,6 +177,12 @@ def test_notes_written_before_0032_know_their_client_after_it(
     with psycopg.connect(empty_database) as conn:
         # Bare rows: the people and the booking need nothing else for this.
         conn.execute("SET session_replication_role = replica")
+        # The booking's specialist, as every booking has one: 0045 copies its key.
+        conn.execute(
+            "INSERT INTO specialists (id, display_name, pillars, timezone)"
+            " VALUES (%s, 'Especialista', ARRAY['saude_mental'], 'UTC')",
+            (specialist,),
+        )
         conn.execute(
             "INSERT INTO bookings (id, user_id, specialist_id, pillar, starts_at, ends_at,"
             " blocked_until, price, currency, funding) VALUES (%s, %s, %s, 'saude_mental',"

@@ -37,6 +37,10 @@ class ActivationAdminOnly(errors.Forbidden):
     """Only an administrator activates a specialist."""
 
 
+class BookingKeyFixed(errors.Forbidden):
+    """A specialist's booking key never changes."""
+
+
 for _name, _error in {
     "specialist_rates_no_overlap": RateOverlap,
     "specialist_weekly_hours_no_overlap": HoursOverlap,
@@ -44,5 +48,6 @@ for _name, _error in {
     "session_type_not_found": SessionTypeNotFound,
     "specialist_or_admin_only": SpecialistOrAdminOnly,
     "specialist_activation_admin_only": ActivationAdminOnly,
+    "specialists_booking_key_fixed": BookingKeyFixed,
 }.items():
     errors.register_constraint(_name, _error)
