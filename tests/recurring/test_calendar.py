@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from dateutil.rrule import MONTHLY, WEEKLY, rrule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,3 +129,45 @@ def test_the_dispatchers_one_pass_gives_the_dates_and_where_the_series_goes_on(
     after = [d for d in every if d > last]
     assert following == (after[0] if after else None)
     assert (due, following) == (dates_between(series, first, last), next_after(series, last))
+
+
+def _from_the_start(series: Schedule, near: date, count: int) -> list[date]:
+    """The oracle: a fresh rrule from the start date, walked from there, as the seed's
+    rule is written (no anchor, no kept rule)."""
+    start = datetime.combine(series.start_date, time(0))
+    until = datetime.combine(series.end_date, time(0)) if series.end_date else None
+    day = series.start_date.day
+    if series.frequency == "monthly":
+        every = rrule(MONTHLY, dtstart=start, until=until, bymonthday=(day, -1), bysetpos=1)
+    else:
+        interval = 2 if series.frequency == "biweekly" else 1
+        every = rrule(WEEKLY, dtstart=start, until=until, interval=interval)
+    found = every.xafter(datetime.combine(near, time(0)), count=count, inc=True)
+    return [d.date() for d in found]
+
+
+@settings(deadline=None)
+@given(
+    start=st.dates(min_value=date(2000, 1, 1), max_value=date(2035, 12, 31)),
+    frequency=st.sampled_from(["weekly", "biweekly", "monthly"]),
+    length=st.one_of(st.none(), st.integers(min_value=0, max_value=9000)),
+    offset=st.integers(min_value=-60, max_value=9000),
+)
+def test_a_rule_begun_near_a_date_gives_the_dates_of_one_begun_at_the_start(
+    start: date, frequency: str, length: int | None, offset: int
+) -> None:
+    """The dispatcher begins each series' rule at the last whole week, fortnight or
+    month before the window, and keeps rules between series: the dates from there on
+    are the ones a rule walked from the start date gives, however old the series."""
+    end = start + timedelta(days=length) if length is not None else None
+    series = _series(frequency, start, end)
+    near = start + timedelta(days=offset)
+    assert list(upcoming(series, near, 6)) == _from_the_start(series, near, 6)
+    due, following = dates_through(series, near, near + timedelta(days=20))
+    expected = _from_the_start(series, near, 5)
+    assert due == [d for d in expected if d <= near + timedelta(days=20)]
+    assert following == next(
+        (d for d in _from_the_start(series, near + timedelta(days=21), 1)), None
+    )
+    # Asked again (the kept rule, already walked): the same answer.
+    assert dates_through(series, near, near + timedelta(days=20)) == (due, following)

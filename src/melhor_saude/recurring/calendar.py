@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -40,19 +41,46 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0))
 
 
-def rule(schedule: Schedule) -> rrule:
-    """The series' recurrence, anchored at its start date."""
-    start = _midnight(schedule.start_date)
-    until = _midnight(schedule.end_date) if schedule.end_date else None
+def rule(schedule: Schedule, near: date | None = None) -> rrule:
+    """The series' recurrence, anchored at its start date. With `near`, it begins at the
+    last whole period from the start on or before `near` (weeks: the start plus whole
+    weeks or fortnights; months: that month's first day): the same dates from `near` on,
+    without iterating every one since the start (rrule walks from its dtstart, so a
+    year-old weekly series cost 10 times a new one). Series of one frequency then share
+    few anchors (for weeks, one per weekday and phase), so the rules are kept."""
+    start = schedule.start_date
     if schedule.frequency == "monthly":
-        day = schedule.start_date.day
+        if near is not None and near > start:
+            start = max(start, near.replace(day=1))
+    elif near is not None and near > start:
+        period = 14 if schedule.frequency == "biweekly" else 7
+        start += timedelta(days=(near - start).days // period * period)
+    return _rule(schedule.frequency, start, schedule.end_date, schedule.start_date.day)
+
+
+@lru_cache(maxsize=1024)
+def _rule(frequency: Frequency, dtstart: date, end_date: date | None, day: int) -> rrule:
+    """An rrule from `dtstart` (`day`: the start date's day of the month, for months).
+    Built once per distinct set of values: its construction was most of a series' cost
+    in the dispatcher."""
+    until = _midnight(end_date) if end_date else None
+    if frequency == "monthly":
         if day <= 28:
-            return rrule(MONTHLY, dtstart=start, until=until, bymonthday=day)
+            return rrule(
+                MONTHLY, dtstart=_midnight(dtstart), until=until, bymonthday=day, cache=True
+            )
         # The day, or the month's last day when the month is shorter: of the two, the
         # first that exists.
-        return rrule(MONTHLY, dtstart=start, until=until, bymonthday=(day, -1), bysetpos=1)
-    interval = 2 if schedule.frequency == "biweekly" else 1
-    return rrule(WEEKLY, dtstart=start, until=until, interval=interval)
+        return rrule(
+            MONTHLY,
+            dtstart=_midnight(dtstart),
+            until=until,
+            bymonthday=(day, -1),
+            bysetpos=1,
+            cache=True,
+        )
+    interval = 2 if frequency == "biweekly" else 1
+    return rrule(WEEKLY, dtstart=_midnight(dtstart), until=until, interval=interval, cache=True)
 
 
 def dates_through(schedule: Schedule, first: date, last: date) -> tuple[list[date], date | None]:
@@ -60,7 +88,8 @@ def dates_through(schedule: Schedule, first: date, last: date) -> tuple[list[dat
     `last` (None when it has ended): what the dispatcher books of a series and where the
     series goes on from, out of one pass over one rule."""
     due: list[date] = []
-    for found in rule(schedule).xafter(_midnight(min(first, last + timedelta(days=1))), inc=True):
+    near = min(first, last + timedelta(days=1))
+    for found in rule(schedule, near).xafter(_midnight(near), inc=True):
         day = found.date()
         if day > last:
             return due, day
@@ -81,7 +110,7 @@ def next_after(schedule: Schedule, day: date) -> date | None:
 
 def upcoming(schedule: Schedule, first: date, count: int) -> Iterator[date]:
     """Up to `count` of the series' dates from `first` on."""
-    following = rule(schedule).xafter(_midnight(first), count=count, inc=True)
+    following = rule(schedule, first).xafter(_midnight(first), count=count, inc=True)
     return (d.date() for d in following)
 
 
