@@ -43,59 +43,69 @@ def _midnight(day: date) -> datetime:
 
 def rule(schedule: Schedule, near: date | None = None) -> rrule:
     """The series' recurrence, anchored at its start date. With `near`, it begins at the
-    last whole period from the start on or before `near` (weeks: the start plus whole
-    weeks or fortnights; months: that month's first day): the same dates from `near` on,
-    without iterating every one since the start (rrule walks from its dtstart, so a
-    year-old weekly series cost 10 times a new one). Series of one frequency then share
-    few anchors (for weeks, one per weekday and phase), so the rules are kept."""
+    last whole period from the start on or before `near`: the same dates from `near` on,
+    without walking every one since the start (rrule walks from its dtstart, so a
+    year-old weekly series cost 10 times a new one)."""
+    return _rule(*_anchored(schedule, near))
+
+
+def _anchored(schedule: Schedule, near: date | None) -> tuple[Frequency, date, date | None, int]:
+    """What decides the series' dates from `near` on: its frequency, the last whole
+    period from the start on or before `near` (weeks: the start plus whole weeks or
+    fortnights, so the same weekday and phase; months: that month's first day), its end
+    and, for months, the start's day of the month (0 otherwise). Series of one frequency
+    share few of these (for weeks, one per weekday and phase and end)."""
     start = schedule.start_date
     if schedule.frequency == "monthly":
         if near is not None and near > start:
             start = max(start, near.replace(day=1))
-    elif near is not None and near > start:
+        return schedule.frequency, start, schedule.end_date, schedule.start_date.day
+    if near is not None and near > start:
         period = 14 if schedule.frequency == "biweekly" else 7
         start += timedelta(days=(near - start).days // period * period)
-    return _rule(schedule.frequency, start, schedule.end_date, schedule.start_date.day)
+    return schedule.frequency, start, schedule.end_date, 0
 
 
-@lru_cache(maxsize=1024)
 def _rule(frequency: Frequency, dtstart: date, end_date: date | None, day: int) -> rrule:
-    """An rrule from `dtstart` (`day`: the start date's day of the month, for months).
-    Built once per distinct set of values: its construction was most of a series' cost
-    in the dispatcher."""
+    """An rrule from `dtstart` (`day`: the start date's day of the month, for months)."""
+    start = _midnight(dtstart)
     until = _midnight(end_date) if end_date else None
     if frequency == "monthly":
         if day <= 28:
-            return rrule(
-                MONTHLY, dtstart=_midnight(dtstart), until=until, bymonthday=day, cache=True
-            )
+            return rrule(MONTHLY, dtstart=start, until=until, bymonthday=day)
         # The day, or the month's last day when the month is shorter: of the two, the
         # first that exists.
-        return rrule(
-            MONTHLY,
-            dtstart=_midnight(dtstart),
-            until=until,
-            bymonthday=(day, -1),
-            bysetpos=1,
-            cache=True,
-        )
+        return rrule(MONTHLY, dtstart=start, until=until, bymonthday=(day, -1), bysetpos=1)
     interval = 2 if frequency == "biweekly" else 1
-    return rrule(WEEKLY, dtstart=_midnight(dtstart), until=until, interval=interval, cache=True)
+    return rrule(WEEKLY, dtstart=start, until=until, interval=interval)
+
+
+@lru_cache(maxsize=1024)
+def _walk(
+    frequency: Frequency, dtstart: date, end_date: date | None, day: int, through: date
+) -> tuple[date, ...]:
+    """The rule's dates from `dtstart` through the first one after `through` (all of
+    them, if it ends before). Kept: the dispatcher asks the same of many series in a
+    run (one horizon, few anchors), and walking a rule was most of a series' cost. An
+    immutable tuple, so nothing is shared between callers but values (dateutil's own
+    cache shares an iterator's state and leaves its lock held when a finite rule's
+    last date is read: python-dateutil 2.9.0)."""
+    dates: list[date] = []
+    for found in _rule(frequency, dtstart, end_date, day):
+        dates.append(found.date())
+        if dates[-1] > through:
+            break
+    return tuple(dates)
 
 
 def dates_through(schedule: Schedule, first: date, last: date) -> tuple[list[date], date | None]:
     """The series' dates from `first` to `last`, both inclusive, and its first date after
     `last` (None when it has ended): what the dispatcher books of a series and where the
-    series goes on from, out of one pass over one rule."""
-    due: list[date] = []
-    near = min(first, last + timedelta(days=1))
-    for found in rule(schedule, near).xafter(_midnight(near), inc=True):
-        day = found.date()
-        if day > last:
-            return due, day
-        if day >= first:
-            due.append(day)
-    return due, None
+    series goes on from, out of one walk over one rule."""
+    dates = _walk(*_anchored(schedule, min(first, last + timedelta(days=1))), last)
+    due = [day for day in dates if first <= day <= last]
+    following = dates[-1] if dates and dates[-1] > last else None
+    return due, following
 
 
 def dates_between(schedule: Schedule, first: date, last: date) -> list[date]:
