@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -17,7 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from melhor_saude.context import SERVICE
-from melhor_saude.db import DatabaseUrls, transaction
+from melhor_saude.db import DatabaseUrls, make_pool, transaction
 from melhor_saude.recurring import dispatcher
 
 from ..factories import Factory, Person
@@ -463,3 +464,73 @@ async def test_credits_taken_while_a_batch_books_send_the_batch_one_by_one(
         ).fetchall()
     assert held == [{"held": 1}]
     assert [str(b["specialist_id"]) for b in bookings] == [chosen.id]
+
+
+async def test_a_connections_next_batch_is_decided_on_its_own_rows(
+    factory: Factory, database: DatabaseUrls
+):
+    """A batch's working table outlives its transaction (migration 0047): the next batch
+    on the same connection writes over its rows, position by position. A shorter batch,
+    whose occurrences take the positions of one booked and one refused in the last
+    batch, is decided, booked and answered on its own rows alone: nothing of the last
+    batch's decisions or booking ids, nor its third row."""
+    company = await factory.company()
+    specialist = await factory.specialist()
+    broke = await factory.person("user", company_id=company, allocation=0)
+    others = [await factory.person("user", company_id=company, allocation=5) for _ in range(4)]
+    with _admin(database) as admin:
+        first = [
+            _series(admin, others[0], specialist, local_time="10:00"),
+            _series(admin, broke, specialist, local_time="11:00"),
+            _series(admin, others[1], specialist, local_time="12:00"),
+        ]
+        second = [
+            _series(admin, others[2], specialist, local_time="14:00"),
+            _series(admin, others[3], specialist, local_time="15:00"),
+        ]
+    one = make_pool(database.app, min_size=1, max_size=1, name="one-connection")
+    await one.open(wait=True)
+    answers = []
+    notices: list[str] = []
+    try:
+        for batch in (first, second):
+            async with transaction(one, SERVICE) as conn:
+                conn.add_notice_handler(lambda n: notices.append(n.message_primary or ""))
+                kept = await (
+                    await conn.execute("SELECT to_regclass('pg_temp.recurring_dispatch') AS t")
+                ).fetchone()
+                cur = await conn.execute(
+                    "SELECT series_id, outcome, reason"
+                    " FROM dispatch_recurring(%s, %s, '{}', '{}', '{}', 'MZN')",
+                    (batch, [_day(1)] * len(batch)),
+                )
+                assert kept
+                answers.append((kept["t"] is not None, await cur.fetchall()))
+    finally:
+        await one.close()
+
+    def booked(series: str) -> dict[str, Any]:
+        return {"series_id": UUID(series), "outcome": "booked", "reason": None}
+
+    assert answers == [
+        (False, [
+            booked(first[0]),
+            {"series_id": UUID(first[1]), "outcome": "skipped", "reason": "NO_CREDITS_LEFT"},
+            booked(first[2]),
+        ]),
+        (True, [booked(second[0]), booked(second[1])]),
+    ]  # fmt: skip
+    assert notices == []  # both in bulk: no batch failed over to one by one
+    with _admin(database) as admin:
+        bookings = admin.execute(
+            "SELECT recurring_series_id FROM bookings WHERE recurring_series_id = ANY(%s)"
+            " ORDER BY starts_at",
+            ([*first, *second],),
+        ).fetchall()
+        skipped = admin.execute(
+            "SELECT count(*) FROM notifications WHERE user_id = ANY(%s)"
+            " AND event = 'recurring_occurrence_skipped'",
+            ([broke.id, *(o.id for o in others)],),
+        ).fetchone()
+    assert [str(b[0]) for b in bookings] == [first[0], first[2], *second]
+    assert skipped == (1,)
