@@ -221,7 +221,7 @@ async def test_one_transaction_writes_the_record_history_audit_and_notifications
     assert secret not in str(audit)  # ...the audit log,
     emails = await service_row(
         pool,
-        "SELECT array_agg(template) AS t, bool_or(params::text LIKE %s) AS leaked"
+        "SELECT array_agg(template::text) AS t, bool_or(params::text LIKE %s) AS leaked"
         " FROM email_outbox WHERE user_id = %s",
         (f"%{secret}%", specialist.id),
     )
