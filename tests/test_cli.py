@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import psycopg
 import pytest
 
@@ -170,3 +171,69 @@ def test_email_dead_letters_are_listed_and_redriven(fresh_db: str, tmp_path: Pat
         ).fetchone()
     assert after == ("pending", 0, True)
     assert "dead 0" in _run(["email", "status"], env).stdout
+
+
+_SERIES = """
+INSERT INTO recurring_bookings (user_id, specialist_id, frequency, start_date, local_time,
+                                timezone, duration_minutes, pillar, mode, funding,
+                                next_booking_date)
+SELECT m.user_id, s.id, 'weekly', d.day, time '10:00', s.timezone, 60, s.pillars[1],
+       'virtual', 'company_quota', d.day
+FROM (SELECT user_id FROM company_members WHERE session_allocation > 0
+      ORDER BY user_id LIMIT 1) m,
+     (SELECT id, timezone, pillars FROM specialists ORDER BY id LIMIT 1) s,
+     -- The first weekday from the day after tomorrow: inside the lead window and past
+     -- any notice, at an hour every demo specialist works (Monday-Friday 09:00-13:00).
+     (SELECT g.day::date AS day FROM generate_series(current_date + 2, current_date + 6,
+                                                     interval '1 day') AS g (day)
+      WHERE extract(isodow FROM g.day) <= 5 ORDER BY g.day LIMIT 1) d
+RETURNING id
+"""
+
+
+def test_recurring_dispatch_and_a_service_token_from_the_console(fresh_db: str, tmp_path: Path):
+    """`recurring dispatch` (dry run first, then for real, then again: nothing left) and
+    `token service`, whose token carries the service role for the asked lifetime."""
+    secret = "cli-test-secret-of-at-least-32-bytes!!"
+    env = _env(fresh_db, tmp_path)
+    env.update(MS_ENVIRONMENT="development", MS_JWT_SECRET=secret)  # demo data: development
+    assert _run(["db", "migrate"], env).returncode == 0
+    seeded = _run(["seed", "demo"], env)
+    assert seeded.returncode == 0, seeded.stderr
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute(_SERIES).fetchone()
+    assert row is not None
+    series_id = row[0]
+
+    def occurrences() -> list[tuple[str, bool]]:
+        with psycopg.connect(fresh_db) as conn:
+            rows = conn.execute(
+                "SELECT outcome, booking_id IS NOT NULL FROM recurring_occurrences"
+                " WHERE series_id = %s",
+                (series_id,),
+            ).fetchall()
+        return [(outcome, booked) for outcome, booked in rows]
+
+    dry = _run(["recurring", "dispatch", "--dry-run"], env)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: 1 series, 1 booked, 0 skipped, 0 missed, 0 failed" in dry.stdout
+    assert occurrences() == []  # rolled back
+    done = _run(["recurring", "dispatch"], env)
+    assert done.returncode == 0, done.stderr
+    assert "1 series, 1 booked, 0 skipped, 0 missed, 0 failed" in done.stdout
+    assert "dry run" not in done.stdout
+    assert occurrences() == [("booked", True)]
+    again = _run(["recurring", "dispatch"], env)
+    assert again.returncode == 0, again.stderr
+    assert "0 series, 0 booked" in again.stdout
+    assert occurrences() == [("booked", True)]
+    assert _run(["recurring", "dispatch", "--date", "31/12/2026"], env).returncode == 2
+
+    issued = _run(["token", "service", "--ttl", "120"], env)
+    assert issued.returncode == 0, issued.stderr
+    claims = jwt.decode(
+        issued.stdout.strip(), secret, algorithms=["HS256"], audience="authenticated"
+    )
+    assert claims["role"] == "service_role"
+    assert claims["exp"] - claims["iat"] == 120
+    assert _run(["token", "service", "--ttl", "10"], env).returncode == 2  # under a minute
