@@ -10,13 +10,18 @@ and runs exactly the phases named, each as `bench/run.py` runs it (16 clients, t
 same targets, warm-up and `--seconds`), printing each one's figures as it ends:
 throughput, p50 to max, the connections' split over the workers, CPU per request.
 Phases: slots, cancels, packages, health, notes, timeline (bookings need `run.py`'s
-day bookkeeping; cancels use up their targets). No pgbench here: compare within one
-invocation, or run `bench/run.py` for ratios. Needs wrk.
+day bookkeeping; cancels use up their targets). The generated data's future bookings
+are all self-paid; `run.py`'s cancels phase cancels the company-funded sessions its
+bookings phase just made first (about 10,000 in 20 s), which settle a credit:
+`--company-bookings 10000` books as many first (`bench/cancel_cost.py`), so the cancels
+phases here send the same mix. No pgbench here: compare within one invocation, or
+run `bench/run.py` for ratios. Needs wrk.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -24,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cancel_cost import book_company_sessions
 from load import wrk_binary, wrk_cancels, wrk_get_as, wrk_packages, wrk_slots, wrk_trivial
 from melhor_saude.db import with_database
 from melhor_saude.settings import Settings
@@ -62,6 +68,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pool", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument(
+        "--company-bookings",
+        type=int,
+        default=0,
+        metavar="N",
+        help="book N company-funded sessions first (cancelled first, as in run.py)",
+    )
     args = parser.parse_args()
     assert wrk_binary(), "wrk is not installed"
     db_url = with_database(server_url(), args.reuse)
@@ -72,6 +85,10 @@ def main() -> None:
     specialists_file.write_text("\n".join(s for s, _ in specialists) + "\n")
     seconds = args.seconds
     clients = 16
+    if args.company_bookings:
+        # As run.py's bookings phase leaves them: its cancels phase cancels these first.
+        booked = asyncio.run(book_company_sessions(db_url, settings, args.company_bookings, 6))
+        print(f"booked {booked} company-funded sessions", flush=True)
     # Targets are read before the API starts, once per kind, so every phase of one kind
     # sends the same requests.
     targets: dict[str, list[tuple[str, str]]] = {}

@@ -176,24 +176,50 @@ def proc_stat(stat: str) -> tuple[str, int, float]:
     return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# PostgreSQL's own processes, by the title each sets (`postgres: checkpointer`, ...);
+# any other `postgres` process serves a client connection.
+PG_BACKGROUND = {
+    "autovacuum": "postgres_autovacuum",
+    "checkpointer": "postgres_checkpointer",
+    "walwriter": "postgres_walwriter",
+    "background writer": "postgres_bgwriter",
+}
+
+
+def postgres_kind(title: str) -> str | None:
+    """The group a `postgres` process's CPU is counted in besides `postgres` (all of
+    them): one of `PG_BACKGROUND`'s, or None for a client backend (or the postmaster,
+    the stats and log collectors, which barely run)."""
+    for marker, group in PG_BACKGROUND.items():
+        if title.startswith(f"postgres: {marker}"):
+            return group
+    return None
+
+
 def cpu_probe(api_pid: int) -> Callable[[], dict[str, float]]:
     """CPU seconds used so far by the API (uvicorn and its workers) and by every
     `postgres` process: the machine is shared and its speed varies, so CPU per
-    request is steadier than requests per second."""
+    request is steadier than requests per second. `postgres` is split again by
+    PostgreSQL's background processes (`PG_BACKGROUND`): in a whole bench, work left
+    by an earlier phase (a checkpoint, a vacuum) lands in a later phase's figure."""
 
     def probe() -> dict[str, float]:
-        used = {"api": 0.0, "postgres": 0.0}
+        used = {"api": 0.0, "postgres": 0.0} | dict.fromkeys(PG_BACKGROUND.values(), 0.0)
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 comm, parent, seconds = proc_stat((entry / "stat").read_text())
+                title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
             except OSError:
                 continue  # the process ended
             if int(entry.name) == api_pid or parent == api_pid:
                 used["api"] += seconds
             elif comm == "postgres":
                 used["postgres"] += seconds
+                kind = postgres_kind(title)
+                if kind is not None:
+                    used[kind] += seconds
         return used
 
     return probe
@@ -232,7 +258,9 @@ def people(db_url: str, settings: Settings) -> tuple[list[tuple[str, str]], list
 
 def cancel_targets(db_url: str, settings: Settings, n: int) -> list[tuple[str, str]]:
     """`n` active bookings at least a day ahead (company-funded first: the path that
-    settles a credit), each with a token of its own user."""
+    settles a credit), each with a token of its own user. The generated data's are all
+    self-paid: the company-funded ones are those the bookings phase just made (or
+    `phases.py --company-bookings`)."""
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             """
