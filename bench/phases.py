@@ -25,6 +25,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,6 +37,7 @@ from melhor_saude.settings import Settings
 from run import (
     OUT,
     SECRET,
+    cancel_mix,
     cancel_targets,
     cpu_probe,
     note_targets,
@@ -54,6 +56,7 @@ SHOWN = (
     "max_ms",
     "connections_per_process",
     "cpu_ms_per_request",
+    "mix",
 )
 
 
@@ -116,6 +119,20 @@ def main() -> None:
             probe=probe,
         )
 
+    def cancels() -> dict[str, object]:
+        """The cancels phase, with the mix it cancelled (company-funded or self-paid)."""
+        since = datetime.now(UTC)
+        result = wrk_cancels(
+            base,
+            take_cancels(targets["cancels"], seconds * 2000),
+            OUT / "cancel-targets.txt",
+            clients=clients,
+            seconds=seconds,
+            probe=probe,
+        )
+        result["mix"] = cancel_mix(db_url, since)
+        return result
+
     phases: dict[str, Callable[[], dict[str, object]]] = {
         "slots": lambda: wrk_slots(
             base,
@@ -126,14 +143,7 @@ def main() -> None:
             warmup_seconds=3,
             probe=probe,
         ),
-        "cancels": lambda: wrk_cancels(
-            base,
-            take_cancels(targets["cancels"], seconds * 2000),
-            OUT / "cancel-targets.txt",
-            clients=clients,
-            seconds=seconds,
-            probe=probe,
-        ),
+        "cancels": cancels,
         "packages": lambda: wrk_packages(
             base,
             specialists_file,

@@ -225,6 +225,22 @@ def cpu_probe(api_pid: int) -> Callable[[], dict[str, float]]:
     return probe
 
 
+def cancel_mix(db_url: str, since: datetime) -> dict[str, int]:
+    """The cancellations made since `since`, by how the session was paid and what
+    happened to its credit (`company_quota/released`, `self_pay/none`, ...): a
+    company-funded cancel also settles a credit, so the mix moves the phase's cost."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            """
+            SELECT b.funding || '/' || c.credit_outcome, count(*)
+            FROM booking_cancellations c JOIN bookings b ON b.id = c.booking_id
+            WHERE c.created_at >= %s GROUP BY 1 ORDER BY 1
+            """,
+            (since,),
+        ).fetchall()
+    return {str(kind): int(n) for kind, n in rows}
+
+
 def overlaps(db_url: str) -> int:
     """Pairs of active bookings of one specialist that overlap: must be 0."""
     with psycopg.connect(db_url) as conn:
@@ -462,6 +478,7 @@ def main() -> None:
                             seconds=phase_seconds,
                             probe=probe,
                         )
+                        cancels_from = datetime.now(UTC)
                         cancelled = wrk_cancels(
                             base,
                             cancel_targets(db_url, settings, phase_seconds * 2000),
@@ -470,6 +487,7 @@ def main() -> None:
                             seconds=phase_seconds,
                             probe=probe,
                         )
+                        cancelled["mix"] = cancel_mix(db_url, cancels_from)
                         packages = wrk_packages(
                             base,
                             specialists_file,
@@ -576,7 +594,7 @@ def main() -> None:
                         f" p99 {booked['p99_ms']} ms {booked['statuses']}"
                         f" | cancellations {cancelled['ok_per_second']}/s"
                         f" p50 {cancelled['median_ms']} ms p99 {cancelled['p99_ms']} ms"
-                        f" {cancelled['statuses']}"
+                        f" {cancelled['statuses']} {cancelled.get('mix')}"
                         f" | packages {packages['per_second']}/s p50 {packages['median_ms']} ms"
                         f" p99 {packages['p99_ms']} ms ({entry['packages_pct_of_trivial']} % of"
                         f" /health's {trivial['per_second']}/s, p99 {trivial['p99_ms']} ms;"
