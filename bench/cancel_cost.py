@@ -53,9 +53,9 @@ from melhor_saude.db import (
     with_database,
 )
 from melhor_saude.errors import DomainError
-from melhor_saude.identity.tokens import caller_from_token, issue_access_token
+from melhor_saude.identity.tokens import caller_from_token
 from melhor_saude.settings import Settings
-from run import SECRET, drop_db, people, proc_stat, server_url
+from run import SECRET, cancel_targets, drop_db, people, proc_stat, server_url
 
 CLIENT = ClientInfo(ip="127.0.0.1", user_agent="bench")
 BLOCK = 100  # cancels per block; the fundings alternate block by block
@@ -115,31 +115,13 @@ class Target:
 
 def targets_by_funding(db_url: str, settings: Settings, n: int) -> dict[str, list[Target]]:
     """`n` active future bookings of each funding, each with a caller of its own user."""
-    found: dict[str, list[Target]] = {}
-    with psycopg.connect(db_url) as conn:
-        for funding in ("company_quota", "self_pay"):
-            rows = conn.execute(
-                """
-                SELECT b.id, b.user_id, u.email FROM bookings b JOIN users u ON u.id = b.user_id
-                WHERE b.status IN ('pending', 'confirmed') AND b.funding = %s
-                  AND b.starts_at > now() + interval '1 day'
-                ORDER BY b.id LIMIT %s
-                """,
-                (funding, n),
-            ).fetchall()
-            found[funding] = [
-                Target(
-                    str(booking_id),
-                    caller_from_token(
-                        settings,
-                        issue_access_token(
-                            settings, user_id=str(user_id), email=email, app_roles=["user"]
-                        )[0],
-                    ),
-                )
-                for booking_id, user_id, email in rows
-            ]
-    return found
+    return {
+        funding: [
+            Target(booking_id, caller_from_token(settings, token))
+            for booking_id, token in cancel_targets(db_url, settings, n, funding)
+        ]
+        for funding in ("company_quota", "self_pay")
+    }
 
 
 def cpu_seconds(pid: int) -> float:

@@ -272,20 +272,23 @@ def people(db_url: str, settings: Settings) -> tuple[list[tuple[str, str]], list
     return specialists, tokens, tokens[0]
 
 
-def cancel_targets(db_url: str, settings: Settings, n: int) -> list[tuple[str, str]]:
+def cancel_targets(
+    db_url: str, settings: Settings, n: int, funding: str | None = None
+) -> list[tuple[str, str]]:
     """`n` active bookings at least a day ahead (company-funded first: the path that
-    settles a credit), each with a token of its own user. The generated data's are all
-    self-paid: the company-funded ones are those the bookings phase just made (or
-    `phases.py --company-bookings`)."""
+    settles a credit; only `funding`'s when given), each with a token of its own user.
+    The generated data's are all self-paid: the company-funded ones are those the
+    bookings phase just made (or `phases.py --company-bookings`)."""
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             """
             SELECT b.id, b.user_id, u.email FROM bookings b JOIN users u ON u.id = b.user_id
             WHERE b.status IN ('pending', 'confirmed') AND b.starts_at > now() + interval '1 day'
+              AND (%(funding)s::text IS NULL OR b.funding = %(funding)s)
             ORDER BY b.funding = 'company_quota' DESC, b.id
-            LIMIT %s
+            LIMIT %(n)s
             """,
-            (n,),
+            {"n": n, "funding": funding},
         ).fetchall()
     tokens: dict[str, str] = {}
     targets = []
