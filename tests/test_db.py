@@ -259,3 +259,39 @@ async def test_a_one_message_write_counts_acts_as_the_caller_and_always_ends(
         assert _hits(database, f"test-write-ended:{WRITER}") == 1
     finally:
         await pool.close()
+
+
+async def test_every_limit_of_a_request_is_counted_and_the_tightest_refuses(
+    database: DatabaseUrls,
+) -> None:
+    """A request counted against several limits at once (the sign-in paths take two):
+    each key gets its own count in the one message, and the first limit reached
+    refuses the request, whichever of them it is."""
+    user_id = "00000000-0000-4000-8000-000000000005"
+    _account(database, user_id, "limits@example.org")
+    caller = Caller("authenticated", {"sub": user_id})
+    limits = [
+        RateLimit(f"test-many:a:{user_id}", 10, 60),
+        RateLimit(f"test-many:b:{user_id}", 2, 60),  # the tightest, in the middle
+        RateLimit(f"test-many:c:{user_id}", 10, 3600),
+    ]
+    pool = make_pool(database.app, min_size=1, max_size=1, name="limits-test")
+    await pool.open(wait=True)
+    try:
+        for _ in range(2):
+            async with transaction(pool, caller, limits=limits):
+                pass
+        ran = False
+        with pytest.raises(RateLimited):
+            async with transaction(pool, caller, limits=limits):
+                ran = True
+        assert not ran
+        assert [_hits(database, limit.key) for limit in limits] == [3, 3, 3]
+        # The same limits through the one-message write path.
+        queries = Queries("melhor_saude.availability")  # an instance of our own to add to
+        queries.sql["one"] = "SELECT 1 AS one"
+        with pytest.raises(RateLimited):
+            await queries.write(OneStatement(pool, caller, limits=limits), "one")
+        assert [_hits(database, limit.key) for limit in limits] == [4, 4, 4]
+    finally:
+        await pool.close()

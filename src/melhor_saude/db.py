@@ -16,6 +16,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, LiteralString, cast
@@ -179,14 +180,32 @@ _SET_CALLER = (
     " set_config('request.jwt.claims', %(_caller_claims)s, true),"
     " set_config('request.client', %(_caller_client)s, true)"
 )
-# Counted in a transaction of its own, committed before the request's begins, so a
-# refused or failed request still counts (`rate_limit_count` leaves the verdict on the
-# connection for `rate_limit_refuse`).
-_RATE_LIMIT = (
-    "SELECT rate_limit_count(%(_limit_keys)s::text[], %(_limit_counts)s::int[],"
-    " %(_limit_windows)s::int[]);\nCOMMIT;\n"
-)
 _BEGIN = "BEGIN;\n"
+
+
+@lru_cache(maxsize=8)
+def _rate_limit_count(limits: int) -> LiteralString:
+    """The count of a request against `limits` limits, in a transaction of its own,
+    committed before the request's begins, so a refused or failed request still counts
+    (`rate_limit_count` leaves the verdict on the connection for `rate_limit_refuse`).
+
+    Each limit's key, limit and window are parameters of their own, gathered into the
+    function's arrays by the server: psycopg dumps a scalar far more cheaply than a
+    list (about 50 µs less per write, three lists of one, on a slow machine)."""
+
+    def array(name: LiteralString, cast: LiteralString) -> LiteralString:
+        items = ", ".join(f"%(_limit_{name}_{i})s" for i in range(limits))
+        return "ARRAY[" + items + "]::" + cast
+
+    return (
+        "SELECT rate_limit_count("
+        + array("key", "text[]")
+        + ", "
+        + array("count", "int[]")
+        + ", "
+        + array("window", "int[]")
+        + ");\nCOMMIT;\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -214,10 +233,11 @@ def caller_settings(
     count: LiteralString = ""
     checks: LiteralString = ""
     if limits:
-        params["_limit_keys"] = [limit.key for limit in limits]
-        params["_limit_counts"] = [limit.limit for limit in limits]
-        params["_limit_windows"] = [limit.window_seconds for limit in limits]
-        count = _RATE_LIMIT
+        for i, limit in enumerate(limits):
+            params[f"_limit_key_{i}"] = limit.key
+            params[f"_limit_count_{i}"] = limit.limit
+            params[f"_limit_window_{i}"] = limit.window_seconds
+        count = _rate_limit_count(len(limits))
         checks = _REFUSE_OVER_LIMIT
     if caller.role == "authenticated":
         params["_caller_uid"] = caller.user_id

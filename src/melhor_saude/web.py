@@ -7,6 +7,7 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
 import psycopg
@@ -70,13 +71,18 @@ async def get_caller(request: Request, _: BearerDoc) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-async def require_user(request: Request, _: BearerDoc) -> Caller:
-    """An authenticated caller, or 401. (One dependency, not a chain of three: every
-    signed-in request resolves it.)"""
+def signed_in(request: Request) -> Caller:
+    """The request's authenticated caller, or 401."""
     caller = caller_of(request)
     if caller.role == "anon":
         raise errors.Unauthorized()
     return caller
+
+
+async def require_user(request: Request, _: BearerDoc) -> Caller:
+    """An authenticated caller, or 401. (One dependency, not a chain of three: every
+    signed-in request resolves it.)"""
+    return signed_in(request)
 
 
 UserDep = Annotated[Caller, Depends(require_user)]
@@ -95,15 +101,25 @@ UserOrServiceDep = Annotated[Caller, Depends(require_user_or_service)]
 
 def client_of(request: Request) -> ClientInfo:
     """Client address (as seen by the ASGI server; set --forwarded-allow-ips behind a proxy)."""
-    host = request.client.host if request.client else None
-    try:
-        host = str(ipaddress.ip_address(host)) if host else None
-    except ValueError:
-        host = None
     agent = request.headers.get("user-agent")
     if agent is not None:
-        agent = agent[:500] if not has_control_characters(agent) else None
-    return ClientInfo(ip=host, user_agent=agent)
+        agent = agent[:AGENT_CHARACTERS] if not has_control_characters(agent) else None
+    return _client_info(request.client.host if request.client else None, agent)
+
+
+# Characters of a User-Agent header kept (in the audit log, and in `_client_info`'s keys).
+AGENT_CHARACTERS = 500
+
+
+@lru_cache(maxsize=4096)
+def _client_info(host: str | None, agent: str | None) -> ClientInfo:
+    """One `ClientInfo` per address and (clean, cut) agent: the address parsed and the
+    JSON built once, not on every request of a client that sends the same pair."""
+    try:
+        ip = str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        ip = None
+    return ClientInfo(ip=ip, user_agent=agent)
 
 
 async def get_client(request: Request) -> ClientInfo:
@@ -214,8 +230,10 @@ async def _service_ctx(request: Request, conn: ServiceTxDep) -> Ctx:
     )
 
 
-async def _user_write(request: Request, caller: UserDep) -> OneStatement:
-    return one_statement(request, caller)
+async def _user_write(request: Request, _: BearerDoc) -> OneStatement:
+    # The caller resolved here, not through `UserDep`: a dependency level less to solve
+    # on every write of one statement (a cancellation).
+    return one_statement(request, signed_in(request))
 
 
 def one_statement(request: Request, caller: Caller) -> OneStatement:
