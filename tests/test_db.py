@@ -271,9 +271,9 @@ async def test_every_limit_of_a_request_is_counted_and_the_tightest_refuses(
     _account(database, user_id, "limits@example.org")
     caller = Caller("authenticated", {"sub": user_id})
     limits = [
-        RateLimit(f"test-many:a:{user_id}", 10, 60),
+        RateLimit(f"test-many:a:{user_id}", 10, 3600),
         RateLimit(f"test-many:b:{user_id}", 2, 60),  # the tightest, in the middle
-        RateLimit(f"test-many:c:{user_id}", 10, 3600),
+        RateLimit(f"test-many:c:{user_id}", 5, 3600),
     ]
     pool = make_pool(database.app, min_size=1, max_size=1, name="limits-test")
     await pool.open(wait=True)
@@ -282,10 +282,11 @@ async def test_every_limit_of_a_request_is_counted_and_the_tightest_refuses(
             async with transaction(pool, caller, limits=limits):
                 pass
         ran = False
-        with pytest.raises(RateLimited):
+        with pytest.raises(RateLimited) as refused:
             async with transaction(pool, caller, limits=limits):
                 ran = True
         assert not ran
+        assert 0 < refused.value.retry_after <= 60  # b's window, not a's or c's hour
         assert [_hits(database, limit.key) for limit in limits] == [3, 3, 3]
         # The same limits through the one-message write path.
         queries = Queries("melhor_saude.availability")  # an instance of our own to add to
@@ -293,5 +294,9 @@ async def test_every_limit_of_a_request_is_counted_and_the_tightest_refuses(
         with pytest.raises(RateLimited):
             await queries.write(OneStatement(pool, caller, limits=limits), "one")
         assert [_hits(database, limit.key) for limit in limits] == [4, 4, 4]
+        # Only b's count changes when b is counted alone: each key is its own count.
+        with pytest.raises(RateLimited):
+            await queries.write(OneStatement(pool, caller, limits=limits[1:2]), "one")
+        assert [_hits(database, limit.key) for limit in limits] == [4, 5, 4]
     finally:
         await pool.close()

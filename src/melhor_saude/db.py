@@ -193,9 +193,9 @@ def _rate_limit_count(limits: int) -> LiteralString:
     function's arrays by the server: psycopg dumps a scalar far more cheaply than a
     list (about 50 µs less per write, three lists of one, on a slow machine)."""
 
-    def array(name: LiteralString, cast: LiteralString) -> LiteralString:
+    def array(name: LiteralString, sql_type: LiteralString) -> LiteralString:
         items = ", ".join(f"%(_limit_{name}_{i})s" for i in range(limits))
-        return "ARRAY[" + items + "]::" + cast
+        return "ARRAY[" + items + "]::" + sql_type
 
     return (
         "SELECT rate_limit_count("

@@ -104,14 +104,21 @@ def client_of(request: Request) -> ClientInfo:
     agent = request.headers.get("user-agent")
     if agent is not None:
         agent = agent[:AGENT_CHARACTERS] if not has_control_characters(agent) else None
-    return _client_info(request.client.host if request.client else None, agent)
+    host = request.client.host if request.client else None
+    if host is not None and len(host) > LONGEST_ADDRESS:
+        host = None  # not an address (a forwarded header can say anything): not a key
+    return _client_info(host, agent)
 
 
 # Characters of a User-Agent header kept (in the audit log, and in `_client_info`'s keys).
 AGENT_CHARACTERS = 500
+# The longest textual IP address (IPv6 with an embedded IPv4 address).
+LONGEST_ADDRESS = 45
 
 
-@lru_cache(maxsize=4096)
+# At most ~8 KB an entry (a 500-character agent, and its JSON with every character
+# escaped), so ~8 MB in all at worst.
+@lru_cache(maxsize=1024)
 def _client_info(host: str | None, agent: str | None) -> ClientInfo:
     """One `ClientInfo` per address and (clean, cut) agent: the address parsed and the
     JSON built once, not on every request of a client that sends the same pair."""
