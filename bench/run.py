@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate import generate, table_counts
 from load import (
+    Result,
     booking_phase,
     booking_targets,
     cancel_phase,
@@ -80,20 +80,17 @@ def pgbench_binary() -> str:
 
 
 def latency_percentiles(logs: list[Path]) -> dict[str, float]:
-    """p50 and p99 (nearest rank, ms) of the transactions in pgbench's per-transaction
-    logs (`-l`): each line's third field is the transaction's latency in µs."""
-    latencies: list[int] = []
+    """p50 and p99 (ms) of the transactions in pgbench's per-transaction logs (`-l`:
+    each line's third field is the transaction's latency in µs), computed as the load
+    generator's own phases are (`load.Result`)."""
+    phase = Result("pgbench")
     for log in logs:
         with log.open() as lines:
-            latencies.extend(int(line.split()[2]) for line in lines)
-    latencies.sort()
-    if not latencies:
+            phase.latencies_ms.extend(int(line.split()[2]) / 1000 for line in lines)
+    if not phase.latencies_ms:
         return {}
-
-    def rank(p: float) -> float:
-        return round(latencies[max(0, math.ceil(p * len(latencies)) - 1)] / 1000, 3)
-
-    return {"p50_ms": rank(0.50), "p99_ms": rank(0.99)}
+    summary = phase.summary()
+    return {"p50_ms": float(summary["median_ms"]), "p99_ms": float(summary["p99_ms"])}  # type: ignore[arg-type]
 
 
 def pgbench(server: str, seconds: int) -> dict[str, dict[str, float]]:
